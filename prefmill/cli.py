@@ -1,0 +1,211 @@
+"""The `prefmill` command line (typer + rich).
+
+Interactive commands (ingest, export, query, datasets, runs, report) call the job and warehouse
+functions directly so they answer quickly; `run` and `serve` go through Prefect. Every expected
+failure prints one line and exits non-zero; tracebacks are for bugs only.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from prefmill.config import quiet_env, warehouse_root
+from prefmill.errors import handle_errors
+
+quiet_env()
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="prefmill: ingest, curate, judge and export preference data.")
+console = Console()
+err = Console(stderr=True)
+
+WarehouseOpt = typer.Option(None, "--warehouse", "-w", help="Warehouse directory (default: $PREFMILL_WAREHOUSE or ./.prefmill/warehouse)")
+
+
+def _wh(path: Optional[Path]):
+    from warehouse import Warehouse
+
+    return Warehouse(warehouse_root(path))
+
+
+def _print_table(table, title: str | None = None, max_rows: int = 50) -> None:
+    t = Table(title=title, show_lines=False)
+    for name in table.column_names:
+        t.add_column(name, overflow="fold", max_width=60)
+    for row in table.slice(0, max_rows).to_pylist():
+        t.add_row(*["" if v is None else str(v)[:200] for v in row.values()])
+    console.print(t)
+    if table.num_rows > max_rows:
+        console.print(f"… {table.num_rows - max_rows} more rows")
+
+
+def _ingest_summary(report) -> None:
+    c = report.counts
+    commit = report.commit
+    dup = commit.rows_duplicate if commit else 0
+    kept = c.rows_kept - dup
+    console.print(
+        f"[bold]run[/] {report.run_id}  dataset [bold]{report.dataset}[/]  "
+        f"records {c.records_read:,}  rows read {c.rows_read:,} = kept {kept:,} + rejected {c.rows_rejected:,} "
+        f"+ duplicate {dup:,}"
+    )
+    if commit is not None:
+        if commit.version_id:
+            console.print(f"version [bold]{commit.version_id}[/] ({commit.status})")
+        else:
+            console.print(f"no new version ({commit.status})")
+    if c.reasons:
+        console.print("rejected: " + ", ".join(f"{k} {v}" for k, v in c.reasons.most_common()))
+
+
+@app.command()
+@handle_errors
+def ingest(
+    paths: List[Path] = typer.Argument(..., help="Source files (JSON, JSONL, .gz, Parquet, CSV)"),
+    format: str = typer.Option(..., "--format", "-f", help="hh-rlhf | trl | sharegpt | oasst | ratings | pandalm | mapping"),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help="YAML mapping file (for --format mapping)"),
+    dataset: str = typer.Option("default", "--dataset", "-d", help="Dataset name to publish into"),
+    max_record_bytes: Optional[int] = typer.Option(None, help="Quarantine records larger than this"),
+    beam_arg: List[str] = typer.Option([], "--beam-arg", help="Beam pipeline option, e.g. --beam-arg=--runner=FlinkRunner"),
+    warehouse: Optional[Path] = WarehouseOpt,
+):
+    """Ingest feedback files into a dataset (Beam pipeline → validation → atomic commit)."""
+    from flows.jobs import ingest as run_job
+
+    if format == "mapping" and mapping is None:
+        raise typer.BadParameter("--format mapping needs --mapping FILE")
+    with console.status(f"ingesting {len(paths)} file(s) as {format}…"):
+        report = run_job(_wh(warehouse), [str(p) for p in paths], format, dataset,
+                         mapping=str(mapping) if mapping else None, beam_args=beam_arg,
+                         max_record_bytes=max_record_bytes)
+    _ingest_summary(report)
+
+
+@app.command()
+@handle_errors
+def run(
+    paths: List[Path] = typer.Argument(..., help="Source files"),
+    format: str = typer.Option(..., "--format", "-f"),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m"),
+    dataset: str = typer.Option("default", "--dataset", "-d"),
+    export_format: Optional[str] = typer.Option(None, "--export", help="Also export: trl-dpo | trl-kto | listwise | sft | llamafactory"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Export directory"),
+    warehouse: Optional[Path] = WarehouseOpt,
+):
+    """Run the ingest flow through Prefect (ephemeral, no server needed): ingest → validate → commit → export."""
+    from flows.ingest_flow import ingest_flow
+
+    result = ingest_flow(paths=[str(p) for p in paths], format_name=format, dataset=dataset,
+                         mapping=str(mapping) if mapping else None, warehouse=str(warehouse_root(warehouse)),
+                         export_format=export_format, export_dir=str(out) if out else None)
+    console.print_json(data=result)
+
+
+@app.command()
+@handle_errors
+def export(
+    dataset: str = typer.Option(..., "--dataset", "-d"),
+    format: str = typer.Option(..., "--format", "-f", help="trl-dpo | trl-kto | listwise | sft | llamafactory"),
+    out: Path = typer.Option(..., "--out", "-o"),
+    version: Optional[str] = typer.Option(None, "--version", "-v", help="Version id or prefix (default: latest)"),
+    file_format: str = typer.Option("jsonl", "--file-format", help="jsonl | parquet"),
+    test_fraction: float = typer.Option(0.1, "--test-fraction"),
+    seed: int = typer.Option(0, "--seed"),
+    split_key: str = typer.Option("prompt_id", "--split-key", help="Column that no split may share (prompt_id, prompt_cluster)"),
+    from_rankings: Optional[str] = typer.Option(None, "--from-rankings", help="Also convert rankings: all | adjacent | best_vs_rest"),
+    from_ratings: Optional[str] = typer.Option(None, "--from-ratings", help="Also convert ratings: ATTRIBUTE[:MIN_MARGIN]"),
+    warehouse: Optional[Path] = WarehouseOpt,
+):
+    """Export a dataset version for a trainer, with a deterministic train/test split and a dataset card."""
+    from warehouse.export import export as do_export
+
+    include = {}
+    if from_rankings:
+        include["rankings"] = {"policy": from_rankings}
+    if from_ratings:
+        attr, _, margin = from_ratings.partition(":")
+        include["ratings"] = {"attribute": attr, "min_margin": float(margin or 1.0)}
+    res = do_export(_wh(warehouse), dataset, format, out, version=version, file_format=file_format,
+                    test_fraction=test_fraction, seed=seed, split_key=split_key, include_converted=include or None)
+    console.print(f"exported version [bold]{res.version_id}[/] → {out}")
+    console.print(json.dumps(res.counts, indent=2, default=str))
+
+
+@app.command()
+@handle_errors
+def query(
+    sql: str = typer.Argument(..., help="A read-only SQL statement over the public views"),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON array of row objects"),
+    warehouse: Optional[Path] = WarehouseOpt,
+):
+    """Run read-only SQL on the warehouse (statements that write are refused)."""
+    table = _wh(warehouse).query(sql)
+    if as_json:
+        sys.stdout.write(json.dumps(table.to_pylist(), default=str, ensure_ascii=False) + "\n")
+    else:
+        _print_table(table)
+
+
+@app.command()
+@handle_errors
+def datasets(warehouse: Optional[Path] = WarehouseOpt):
+    """List datasets with their latest version and row counts."""
+    _print_table(_wh(warehouse).datasets(), title="datasets")
+
+
+@app.command()
+@handle_errors
+def runs(limit: int = typer.Option(20, "--limit"), warehouse: Optional[Path] = WarehouseOpt):
+    """List recent runs with their counts (rows_read = kept + rejected + duplicate)."""
+    table = _wh(warehouse).runs()
+    _print_table(table.slice(0, limit), title="runs")
+
+
+@app.command()
+@handle_errors
+def report(run_id: Optional[str] = typer.Argument(None), warehouse: Optional[Path] = WarehouseOpt):
+    """Per-step counts and rejection reasons of a run (default: the latest)."""
+    wh = _wh(warehouse)
+    rid = run_id or wh.query("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1").column(0).to_pylist()
+    rid = rid if isinstance(rid, str) else (rid[0] if rid else None)
+    if rid is None:
+        raise typer.BadParameter("no runs yet")
+    rid_sql = rid.replace("'", "''")
+    _print_table(wh.query(f"SELECT * FROM runs WHERE run_id = '{rid_sql}'"), title="run")
+    _print_table(wh.query(f"SELECT * FROM run_steps WHERE run_id = '{rid_sql}'"), title="steps")
+    _print_table(wh.query(f"SELECT step, reason, count(*) AS n FROM quarantine WHERE run_id = '{rid_sql}' "
+                          "GROUP BY ALL ORDER BY n DESC"), title="quarantine reasons")
+
+
+@app.command()
+@handle_errors
+def serve(
+    drop_folder: Path = typer.Option(..., "--drop-folder", help="Folder that receives new feedback files"),
+    format: str = typer.Option(..., "--format", "-f"),
+    dataset: str = typer.Option("default", "--dataset", "-d"),
+    pattern: str = typer.Option("*.jsonl*", "--pattern", help="Glob of files to ingest in the drop folder"),
+    cron: str = typer.Option("0 2 * * *", "--cron", help="Cron schedule (default: nightly at 02:00)"),
+    name: str = typer.Option("nightly-ingest", "--name"),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m"),
+    warehouse: Optional[Path] = WarehouseOpt,
+):
+    """Serve the drop-folder ingest flow as a Prefect deployment on a cron schedule (blocks)."""
+    from flows.ingest_flow import serve_drop_folder
+
+    serve_drop_folder(name=name, cron=cron, drop_folder=str(drop_folder), pattern=pattern, format_name=format,
+                      dataset=dataset, mapping=str(mapping) if mapping else None,
+                      warehouse=str(warehouse_root(warehouse)))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

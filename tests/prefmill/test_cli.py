@@ -1,0 +1,70 @@
+"""The installed `prefmill` command, run as a user would (subprocess)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "examples" / "data"
+EXE = str(Path(sys.executable).parent / "prefmill")
+
+
+def run(*args, wh: Path, check=False):
+    env = {**os.environ, "PREFMILL_WAREHOUSE": str(wh)}
+    p = subprocess.run([EXE, *map(str, args)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    if check and p.returncode != 0:
+        raise AssertionError(p.stdout + p.stderr)
+    return p
+
+
+def one_line_error(p):
+    assert p.returncode != 0
+    assert "Traceback" not in p.stderr + p.stdout
+    lines = [l for l in p.stderr.strip().splitlines() if l.strip()]
+    assert len(lines) == 1, p.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def wh(tmp_path_factory):
+    wh = tmp_path_factory.mktemp("cliwh")
+    run("ingest", DATA / "pandalm_testset/testset-v1.json", "--format", "pandalm", "--dataset", "panda", wh=wh, check=True)
+    return wh
+
+
+def test_missing_file_is_one_line(tmp_path):
+    line = one_line_error(run("ingest", tmp_path / "nope.jsonl", "--format", "hh-rlhf", wh=tmp_path / "w"))
+    assert "not found" in line
+
+
+def test_unknown_format_is_one_line(tmp_path):
+    line = one_line_error(run("ingest", DATA / "pandalm_testset/testset-v1.json", "--format", "nope", wh=tmp_path / "w"))
+    assert "hh-rlhf" in line  # the message lists the known formats
+
+
+def test_query_json_and_counts(wh):
+    p = run("query", "SELECT rows_read, rows_kept, rows_rejected, rows_duplicate FROM runs", "--json", wh=wh, check=True)
+    rows = json.loads(p.stdout)
+    assert rows and all(r["rows_read"] == r["rows_kept"] + r["rows_rejected"] + r["rows_duplicate"] for r in rows)
+    n = json.loads(run("query", "SELECT count(*) AS n FROM pairs WHERE dataset='panda'", "--json", wh=wh, check=True).stdout)
+    assert n[0]["n"] == rows[0]["rows_kept"]
+
+
+@pytest.mark.parametrize("sql", ["DELETE FROM runs", "CREATE TABLE x AS SELECT 1",
+                                 "COPY (SELECT 1) TO '/tmp/prefmill_should_not_exist.csv'"])
+def test_query_refuses_writes(wh, sql):
+    line = one_line_error(run("query", sql, wh=wh))
+    assert "read-only" in line
+    assert not Path("/tmp/prefmill_should_not_exist.csv").exists()
+
+
+def test_datasets_runs_and_export(wh, tmp_path):
+    assert "panda" in run("datasets", wh=wh, check=True).stdout
+    assert run("runs", wh=wh, check=True).returncode == 0
+    out = tmp_path / "export"
+    run("export", "--dataset", "panda", "--format", "trl-dpo", "--out", out, wh=wh, check=True)
+    files = sorted(p.name for p in out.iterdir())
+    assert "README.md" in files and any(f.startswith("train") for f in files)
