@@ -6,12 +6,12 @@ Interactive CLI commands call these directly (Prefect's ephemeral server costs s
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipelines.ingest import IngestCounts, run_ingest
+from pipelines.ingest import IngestCounts, counts_dir_for, run_ingest
 from schemas.validation import BatchReport, ValidationConfig, validate_batch
 from warehouse import CommitResult, RunCounts, StepCount, Warehouse
 
@@ -40,6 +40,7 @@ def stage_ingest(wh: Warehouse, run_id: str, paths: list[str], format_name: str,
     staging = wh.staging_dir(run_id)
     # A retried attempt starts from an empty staging area, so nothing is counted twice.
     shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(counts_dir_for(staging), ignore_errors=True)
     kwargs = {}
     if chunk_rows:
         kwargs["chunk_rows"] = chunk_rows
@@ -53,11 +54,13 @@ def check_batches(wh: Warehouse, run_id: str, counts: IngestCounts,
                   validation: ValidationConfig | None = None) -> list[BatchReport]:
     """Whole-batch expectations over every staged shape; raises ValidationFailed on failure."""
     staging = wh.staging_dir(run_id)
+    config = replace(validation or ValidationConfig(), unique_record_ids=False)
     reports = []
     for shape in sorted(counts.shapes):
-        table = pq.read_table(staging / shape)
-        reports.append(validate_batch(table, shape, validation, rows_in=counts.rows_read,
-                                      rows_rejected=counts.rows_rejected))
+        # Batch rules need only ids and labels; the texts stay on disk.
+        cols = ["record_id", "label"] if shape in ("pairwise", "binary") else ["record_id"]
+        table = pq.read_table(staging / shape, columns=cols)
+        reports.append(validate_batch(table, shape, config, rejected=counts.rows_rejected))
     failed = [r for r in reports if not r.success]
     if failed:
         raise ValidationFailed(failed)
@@ -92,6 +95,7 @@ def ingest(wh: Warehouse, paths: list[str], format_name: str, dataset: str, *, m
                               max_record_bytes=max_record_bytes)
         reports = check_batches(wh, run_id, counts, validation)
         result = commit_ingest(wh, run_id, dataset, counts)
+        shutil.rmtree(counts_dir_for(wh.staging_dir(run_id)), ignore_errors=True)
     except BaseException as e:
         wh.fail_run(run_id, f"{type(e).__name__}: {e}")
         raise

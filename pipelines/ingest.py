@@ -93,8 +93,8 @@ def ingest_chunk(chunk: Chunk, adapter, *, format_name: str, run_id: str, stagin
         "reasons": dict(Counter(r.reason for r in rejects)),
         "shapes": dict(shapes),
     }
-    # Per-chunk counts land next to the shards so any runner (local or cluster) reports them.
-    counts_dir = staging / "counts"
+    # Per-chunk counts land beside the staging area so any runner (local or cluster) reports them.
+    counts_dir = counts_dir_for(staging)
     counts_dir.mkdir(parents=True, exist_ok=True)
     tmp = counts_dir / f"{shard}.json.tmp"
     tmp.write_text(json.dumps(counts))
@@ -118,6 +118,10 @@ class IngestChunkFn(beam.DoFn):
         yield ingest_chunk(chunk, self.adapter, format_name=self.format_name, run_id=self.run_id,
                            staging=Path(self.staging), max_record_bytes=self.max_record_bytes,
                            validation=self.validation)
+
+
+def counts_dir_for(staging: Path) -> Path:
+    return staging.with_name(staging.name + ".counts")
 
 
 def beam_options(beam_args: list[str] | None) -> PipelineOptions:
@@ -148,6 +152,6 @@ def run_ingest(paths: list[str], format_name: str, *, run_id: str, staging: Path
     with beam.Pipeline(options=beam_options(beam_args)) as p:
         _ = (p | "Chunks" >> beam.Create(chunks, reshuffle=len(chunks) > 1)
                | "Ingest" >> beam.ParDo(fn))
-    for f in sorted((staging / "counts").glob("*.json")):
+    for f in sorted(counts_dir_for(staging).glob("*.json")):
         counts.add(json.loads(f.read_text()))
     return counts

@@ -20,7 +20,7 @@ from prefmill.errors import handle_errors
 
 quiet_env()
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="prefmill: ingest, curate, judge and export preference data.")
 console = Console()
 err = Console(stderr=True)

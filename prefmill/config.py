@@ -1,6 +1,7 @@
 """Configuration: environment defaults and the warehouse location (flag > env > default)."""
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -18,9 +19,22 @@ QUIET_ENV = {
 DEFAULT_WAREHOUSE = Path(".prefmill") / "warehouse"
 
 
+# Import-time notices from libraries that say nothing about the user's data.
+_NOISE = ("apitools not found", "Created temporary directory")
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = str(record.msg)
+        return not any(n in msg for n in _NOISE)
+
+
 def quiet_env() -> None:
     for k, v in QUIET_ENV.items():
         os.environ.setdefault(k, v)
+    root = logging.getLogger()
+    if not any(isinstance(f, _DropNoise) for f in root.filters):
+        root.addFilter(_DropNoise())
 
 
 def warehouse_root(flag: str | os.PathLike | None = None) -> Path:

@@ -32,20 +32,26 @@ def _mixed_file(tmp_path: Path, n_good: int = 300) -> tuple[Path, int]:
 
 def test_counts_add_up_and_bad_rows_are_quarantined(tmp_path):
     src, n_good = _mixed_file(tmp_path)
+    # The same real lines alone: the real data has a few rows of its own that fail (empty turns).
+    clean = tmp_path / "clean.jsonl"
+    clean.write_bytes(b"\n".join(gzip.open(HH, "rb").read().split(b"\n")[:n_good]) + b"\n")
+    base = run_ingest([str(clean)], "hh-rlhf", run_id="r0", staging=tmp_path / "s0")
     staging = tmp_path / "staging"
     counts = run_ingest([str(src)], "hh-rlhf", run_id="r1", staging=staging, chunk_rows=64)
     assert counts.records_read == n_good + 5
     assert counts.rows_read == counts.rows_kept + counts.rows_rejected
-    assert counts.rows_rejected == 5
-    assert {"invalid_json", "missing_field", "wrong_type", "chosen_equals_rejected"} <= set(counts.reasons)
+    assert counts.rows_rejected == base.rows_rejected + 5
+    assert counts.rows_kept == base.rows_kept
+    for reason in ("invalid_json", "missing_field", "wrong_type", "chosen_equals_rejected", "invalid_utf8"):
+        assert counts.reasons[reason] == base.reasons[reason] + 1, reason
     kept = pq.read_table(staging / "pairwise")
-    assert kept.num_rows == counts.rows_kept == n_good
+    assert kept.num_rows == counts.rows_kept
     # Lineage: every kept row names its file and its line in it, and lines are unique.
     rows = kept.select(["source_file", "source_row", "run_id"]).to_pylist()
     assert {r["source_file"] for r in rows} == {str(src.resolve())}
-    assert len({r["source_row"] for r in rows}) == n_good
+    assert len({r["source_row"] for r in rows}) == counts.rows_kept
     q = pq.read_table(staging / "quarantine").to_pylist()
-    assert len(q) == 5 and all(r["reason"] and r["raw"] is not None for r in q)
+    assert len(q) == counts.rows_rejected and all(r["reason"] and r["raw"] is not None for r in q)
     # The bad line's row number points at the actual line in the file.
     lines = src.read_bytes().split(b"\n")
     bad_json = next(r for r in q if r["reason"] == "invalid_json")
