@@ -64,3 +64,27 @@ def curate(wh: Warehouse, dataset: str, params: CurateParams | None = None, vers
         wh.fail_run(run_id, f"{type(e).__name__}: {e}")
         raise
     return CurateReport(run_id, dataset, parent, result, outcome)
+
+
+def curate_flow_fn():
+    """The Prefect flow (built lazily so importing this module doesn't import Prefect)."""
+    from prefect import flow, get_run_logger, task
+
+    @task(name="curate", retries=1, retry_delay_seconds=2)
+    def curate_task(root: str, dataset: str, params: dict, version: str | None) -> dict:
+        rep = curate(Warehouse(root), dataset, CurateParams(**params), version)
+        return {"run_id": rep.run_id, "dataset": dataset, "parent_version": rep.parent_version,
+                "version_id": rep.commit.version_id, "status": rep.commit.status,
+                "counts": asdict(rep.commit.counts), "steps": rep.outcome.steps,
+                "selection": {k: v for k, v in rep.outcome.selection.items() if k != "info"}}
+
+    @flow(name="prefmill-curate", log_prints=True)
+    def curate_flow(dataset: str, warehouse: str | None = None, version: str | None = None,
+                    params: dict | None = None) -> dict:
+        from prefmill.config import warehouse_root
+
+        summary = curate_task(str(warehouse_root(warehouse)), dataset, params or {}, version)
+        get_run_logger().info("curate counts: %s", summary["counts"])
+        return summary
+
+    return curate_flow

@@ -50,6 +50,13 @@ class CurateOutcome:
     selection: dict = field(default_factory=dict)
 
 
+def _with_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
+    """Set or replace a column: a curated version may be curated again."""
+    if name in table.column_names:
+        return table.set_column(table.column_names.index(name), name, values)
+    return table.append_column(name, values)
+
+
 def _not_kept(table: pa.Table, keep: np.ndarray, step: str, reason: str) -> DedupResult:
     """Rows outside ``keep`` as removal records (not duplicates of anything)."""
     drop = np.flatnonzero(~keep)
@@ -103,7 +110,7 @@ def run_curation(table: pa.Table, store_root: str, params: CurateParams) -> Cura
                     raise CurationError(f"no column {params.strata!r} to stratify by")
                 strata = np.asarray(table.column(params.strata).to_pylist(), dtype=object)
             res = select(params.method, vectors, params.budget, seed=params.seed, mode=params.mode, strata=strata)
-            table = table.append_column("selection_score", pa.array(res.scores, pa.float64()))
+            table = _with_column(table, "selection_score", pa.array(res.scores, pa.float64()))
             picked = _not_kept(table, res.selected, f"select_{params.method}", f"not_selected:{params.method}")
             # Keep the selector's own reasons (e.g. bad_embedding) where it gave one.
             reasons = np.asarray(res.reasons, dtype=object)[~res.selected]

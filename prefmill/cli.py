@@ -139,6 +139,53 @@ def export(
 
 @app.command()
 @handle_errors
+def curate(
+    dataset: str = typer.Option(..., "--dataset", "-d"),
+    method: str = typer.Option("isa", "--method", help="isa | random | kcenter | none (dedup only)"),
+    budget: float = typer.Option(0.1, "--budget", help="Fraction in (0, 1] of rows to keep, or a count ≥ 1"),
+    version: Optional[str] = typer.Option(None, "--version", "-v"),
+    recipe: str = typer.Option("pair", "--recipe", help="Embedding text: prompt | chosen | rejected | pair | prompt_last_turn"),
+    strata: Optional[str] = typer.Option(None, "--strata", help="Keep each group's share: annotator_id | format | origin | ..."),
+    near_threshold: float = typer.Option(0.8, "--near-threshold"),
+    semantic_threshold: float = typer.Option(0.95, "--semantic-threshold"),
+    pair_identical_threshold: float = typer.Option(0.9, "--pair-identical-threshold"),
+    cluster_cap: Optional[int] = typer.Option(None, "--cluster-cap", help="Max pairs per prompt cluster"),
+    mode: str = typer.Option("topk", "--mode", help="ISA: topk | stochastic"),
+    sample: Optional[int] = typer.Option(None, "--sample", help="Curate a seeded sample of N rows (CPU demos)"),
+    seed: int = typer.Option(0, "--seed"),
+    via_prefect: bool = typer.Option(False, "--prefect", help="Run through the Prefect flow"),
+    warehouse: Optional[Path] = WarehouseOpt,
+):
+    """Dedup, embed and select a budgeted subset; publishes a child version (removed rows in `removals`)."""
+    from dataclasses import asdict
+
+    from flows.curate import curate as curate_job, curate_flow_fn
+    from pipelines.curate import CurateParams
+
+    b = int(budget) if budget > 1 else budget
+    params = CurateParams(method=method, budget=b, recipe=recipe, strata=strata, near_threshold=near_threshold,
+                          semantic_threshold=semantic_threshold, pair_identical_threshold=pair_identical_threshold,
+                          cluster_cap=cluster_cap, mode=mode, sample=sample, seed=seed)
+    if via_prefect:
+        console.print_json(data=curate_flow_fn()(dataset=dataset, warehouse=str(warehouse_root(warehouse)),
+                                                 version=version, params=asdict(params)))
+        return
+    with console.status(f"curating {dataset} ({method}, budget {budget})…"):
+        rep = curate_job(_wh(warehouse), dataset, params, version)
+    c = rep.commit.counts
+    console.print(f"[bold]run[/] {rep.run_id}: read {c.rows_read:,} = kept {c.rows_kept:,} + rejected "
+                  f"{c.rows_rejected:,} + duplicate {c.rows_duplicate:,}")
+    for s in rep.outcome.steps:
+        console.print(f"  {s['step']:<22} in {s['rows_in']:>7,}  kept {s['rows_kept']:>7,}  "
+                      f"rejected {s['rows_rejected']:>6,}  duplicate {s['rows_duplicate']:>6,}")
+    if rep.outcome.embed:
+        e = rep.outcome.embed
+        console.print(f"  embeddings: {e.computed:,} computed, {e.cache_hits:,} from cache, {e.truncated:,} truncated")
+    console.print(f"version [bold]{rep.commit.version_id}[/] (parent {rep.parent_version[:12]})")
+
+
+@app.command()
+@handle_errors
 def query(
     sql: str = typer.Argument(..., help="A read-only SQL statement over the public views"),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array of row objects"),
