@@ -52,7 +52,7 @@ _COMMON_TAIL = [
     RowRule("empty_turn", "empty_turns", "max", 0, "message(s) with empty content"),
     RowRule("invalid_role", "unknown_roles", "max", 0, "message role(s) not system|user|assistant"),
     RowRule("roles_not_alternating", "role_breaks", "max", 0,
-            "turns do not alternate user/assistant (system allowed only first in the prompt)"),
+            "turns do not alternate between user and assistant (system allowed only first in the prompt)"),
     RowRule("judged_turn_not_assistant", "judged_ok", "set", (True,),
             "prompt must end with a user turn and each judged completion start and end with the assistant"),
 ]

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 import orjson
 
 from schemas.step import Reject
+
+# Editors on Windows prepend a UTF-8 byte-order mark; orjson rejects it, so it is dropped.
+BOM = b"\xef\xbb\xbf"
 
 DEFAULT_CHUNK_ROWS = 20_000
 DEFAULT_MAX_RECORD_BYTES = 4 * 1024 * 1024  # a larger record is quarantined as record_too_large
@@ -64,7 +68,7 @@ def _is_jsonl(path: str) -> bool:
     if lower.endswith(".json"):
         # A .json file may hold JSON Lines; sniff the first non-space byte.
         with open(path, "rb") as f:
-            head = f.read(4096).lstrip()
+            head = f.read(4096).removeprefix(BOM).lstrip()
         return not head.startswith(b"[")
     return False
 
@@ -111,6 +115,8 @@ def _plan_jsonl_ranges(path: str, chunk_rows: int) -> list[Chunk]:
 def _parse_line(line: bytes, row: int, path: str, max_bytes: int) -> RawRecord | None:
     if line.endswith(b"\r"):
         line = line[:-1]
+    if row == 0 and line.startswith(BOM):
+        line = line[len(BOM):]
     if not line.strip():
         return None  # blank lines are not records
     if len(line) > max_bytes:
@@ -164,8 +170,8 @@ def _read_whole(path: str) -> Iterator[tuple]:
             return
         opener = gzip.open if lower.endswith(".gz") else open
         with opener(path, "rb") as f:
-            data = f.read()
-    except (OSError, EOFError) as e:
+            data = f.read().removeprefix(BOM)
+    except (OSError, EOFError, zlib.error) as e:  # zlib.error: a corrupt gzip stream
         raise SourceError(f"cannot read {path}: {e}") from None
     if lower.endswith(JSONL_SUFFIXES) or not data.lstrip().startswith(b"["):
         lines = data.split(b"\n")
@@ -202,7 +208,9 @@ def _read_csv(path: str) -> Iterator[tuple]:
     import pyarrow.csv as pacsv
 
     try:
-        table = pacsv.read_csv(path)
+        # Preference text is multi-line; without this a quoted newline past the first block
+        # (~1 MB) makes pyarrow fail the whole file ("parser got out of sync with chunker").
+        table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(newlines_in_values=True))
     except Exception as e:
         raise SourceError(f"cannot read CSV file {path}: {e}") from None
     for i, obj in enumerate(table.to_pylist()):

@@ -21,27 +21,29 @@ def _meta(meta: dict | None) -> str | None:
 
 
 def _common(shape: str, prompt: list[dict], origin: str, annotator_id: str | None,
-            policy: str | None, meta: dict | None) -> dict:
+            policy: str | None, meta: dict | None) -> tuple[dict, bytes]:
+    """The shared columns, plus the prompt's serialised bytes (hashed again into record_id)."""
+    pb = conversation_bytes(prompt)
     return {
         "prompt": prompt,
-        "prompt_id": conversation_id(prompt),
+        "prompt_id": digest(pb),
         "origin": origin,
         "annotator_id": None if annotator_id is None else str(annotator_id),
         "policy": policy,
         "meta": _meta(meta),
-    }
+    }, pb
 
 
 def pairwise(prompt: list[dict], chosen: list[dict], rejected: list[dict], *, label: str = "chosen_better",
              margin: float | None = None, origin: str = "human", annotator_id: str | None = None,
              policy: str | None = None, meta: dict | None = None) -> dict:
     prompt, chosen, rejected = (normalise_messages(x) for x in (prompt, chosen, rejected))
-    row = _common("pairwise", prompt, origin, annotator_id, policy, meta)
+    row, pb = _common("pairwise", prompt, origin, annotator_id, policy, meta)
     cb, rb = conversation_bytes(chosen), conversation_bytes(rejected)
     row.update(
         chosen=chosen, rejected=rejected, chosen_id=digest(cb), rejected_id=digest(rb), label=label,
         margin=None if margin is None else float(margin),
-        record_id=digest(b"pairwise", conversation_bytes(prompt), cb, rb, label.encode(),
+        record_id=digest(b"pairwise", pb, cb, rb, label.encode(),
                          (row["annotator_id"] or "").encode(), (policy or "").encode()),
     )
     return row
@@ -51,12 +53,12 @@ def binary(prompt: list[dict], completion: list[dict], *, label: bool, score: fl
            origin: str = "human", annotator_id: str | None = None, policy: str | None = None,
            meta: dict | None = None) -> dict:
     prompt, completion = normalise_messages(prompt), normalise_messages(completion)
-    row = _common("binary", prompt, origin, annotator_id, policy, meta)
+    row, pb = _common("binary", prompt, origin, annotator_id, policy, meta)
     cb = conversation_bytes(completion)
     row.update(
         completion=completion, completion_id=digest(cb), label=bool(label),
         score=None if score is None else float(score),
-        record_id=digest(b"binary", conversation_bytes(prompt), cb, b"1" if label else b"0",
+        record_id=digest(b"binary", pb, cb, b"1" if label else b"0",
                          (row["annotator_id"] or "").encode(), (policy or "").encode()),
     )
     return row
@@ -67,13 +69,13 @@ def listwise(prompt: list[dict], completions: list[list[dict]], *, ranks: list[i
              policy: str | None = None, meta: dict | None = None) -> dict:
     prompt = normalise_messages(prompt)
     completions = [normalise_messages(c) for c in completions]
-    row = _common("listwise", prompt, origin, annotator_id, policy, meta)
+    row, pb = _common("listwise", prompt, origin, annotator_id, policy, meta)
     cbs = [conversation_bytes(c) for c in completions]
     row.update(
         completions=completions, completion_ids=[digest(b) for b in cbs],
         ranks=None if ranks is None else [int(r) for r in ranks],
         scores=None if scores is None else [float(s) for s in scores],
-        record_id=digest(b"listwise", conversation_bytes(prompt), *cbs, orjson.dumps(ranks), orjson.dumps(scores),
+        record_id=digest(b"listwise", pb, *cbs, orjson.dumps(ranks), orjson.dumps(scores),
                          (row["annotator_id"] or "").encode(), (policy or "").encode()),
     )
     return row
@@ -83,7 +85,7 @@ def ratings(prompt: list[dict], completion: list[dict], attributes: dict[str, fl
             scales: dict[str, tuple[float, float]] | None = None, origin: str = "human",
             annotator_id: str | None = None, policy: str | None = None, meta: dict | None = None) -> dict:
     prompt, completion = normalise_messages(prompt), normalise_messages(completion)
-    row = _common("ratings", prompt, origin, annotator_id, policy, meta)
+    row, pb = _common("ratings", prompt, origin, annotator_id, policy, meta)
     scales = scales or {}
     items = []
     for name in sorted(attributes):
@@ -93,7 +95,7 @@ def ratings(prompt: list[dict], completion: list[dict], attributes: dict[str, fl
     cb = conversation_bytes(completion)
     row.update(
         completion=completion, completion_id=digest(cb), ratings=items,
-        record_id=digest(b"ratings", conversation_bytes(prompt), cb, orjson.dumps(items),
+        record_id=digest(b"ratings", pb, cb, orjson.dumps(items),
                          (row["annotator_id"] or "").encode(), (policy or "").encode()),
     )
     return row

@@ -117,9 +117,12 @@ def _conversations(conv: pa.Array, *, prompt: bool) -> _Conv:
     has = lengths > 0
     first, last = np.full(n, -2), np.full(n, -2)
     first[has], last[has] = code[starts[has]], code[starts[has] + lengths[has] - 1]
-    if prompt:  # optional system opener, then user, assistant, user, ...
-        j = k - (first == _SYSTEM)[parent]
-        ok = (code == np.where(j % 2 == 0, _USER, _ASSISTANT)) | ((k == 0) & (code == _SYSTEM))
+    if prompt:
+        # Optional system opener, then turns that alternate. Either role may open: multi-turn logs
+        # (e.g. topical chat histories, an assistant greeting) start with the assistant; the judged-turn
+        # rule separately requires the prompt to end with the user.
+        prev = np.r_[-9, code[:-1]]
+        ok = (k == 0) | ((code != prev) & (code != _SYSTEM))
     else:  # a judged completion: assistant, user, assistant, ...
         ok = code == np.where(k % 2 == 0, _ASSISTANT, _USER)
     ok |= code < 0  # unknown roles are their own rule, not counted twice
