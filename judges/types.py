@@ -69,6 +69,7 @@ class Response:
     latency_s: float = 0.0
     cached: bool = False
     attempts: int = 0
+    gpu_seconds: float = 0.0  # this request's share of busy wall time (judges/cost.py); 0 when cached
 
     @property
     def usage(self) -> dict:
@@ -105,6 +106,7 @@ class EngineStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     busy_seconds: float = 0.0  # wall time with ≥1 request in flight: the GPU-seconds proxy
+    cost_usd: float = 0.0  # from the engine's Price (0 without one)
     errors: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
