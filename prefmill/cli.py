@@ -184,6 +184,61 @@ def curate(
     console.print(f"version [bold]{rep.commit.version_id}[/] (parent {rep.parent_version[:12]})")
 
 
+reward_app = typer.Typer(help="Embedding Bradley–Terry reward models and annotator groups.", no_args_is_help=True)
+app.add_typer(reward_app, name="reward")
+
+
+@reward_app.command("train")
+@handle_errors
+def reward_train(
+    dataset: str = typer.Option(..., "--dataset", "-d"),
+    version: Optional[str] = typer.Option(None, "--version", "-v"),
+    sample: Optional[int] = typer.Option(None, "--sample", help="Train on a seeded sample of N non-tie pairs"),
+    seed: int = typer.Option(0, "--seed"),
+    warehouse: Optional[Path] = WarehouseOpt,
+):
+    """Fit the embedding BT reward model on a version's human pairs and store it (versioned)."""
+    from flows.reward import train_reward
+
+    with console.status("embedding pairs and fitting…"):
+        out = train_reward(_wh(warehouse), dataset, version, sample=sample, seed=seed)
+    console.print_json(data=out)
+
+
+@reward_app.command("score")
+@handle_errors
+def reward_score(
+    dataset: str = typer.Option(..., "--dataset", "-d"),
+    model_id: str = typer.Option(..., "--model", help="Model id (or unique prefix) from `SELECT * FROM models`"),
+    version: Optional[str] = typer.Option(None, "--version", "-v"),
+    warehouse: Optional[Path] = WarehouseOpt,
+):
+    """Publish a child version whose pairs carry rm_prob and rm_margin."""
+    from flows.reward import score_dataset
+
+    with console.status("scoring…"):
+        console.print_json(data=score_dataset(_wh(warehouse), dataset, model_id, version))
+
+
+@reward_app.command("groups")
+@handle_errors
+def reward_groups(
+    dataset: str = typer.Option(..., "--dataset", "-d"),
+    key: str = typer.Option("annotator_id", "--key", help="Grouping key column: annotator_id | format | source_file | prompt_cluster"),
+    k: Optional[int] = typer.Option(None, "--k", help="Number of groups (default: chosen by held-out log-likelihood)"),
+    sample: Optional[int] = typer.Option(None, "--sample"),
+    seed: int = typer.Option(0, "--seed"),
+    version: Optional[str] = typer.Option(None, "--version", "-v"),
+    warehouse: Optional[Path] = WarehouseOpt,
+):
+    """MaxMin-RLHF hard EM: group annotators by preference; adds `annotator_group` (use --strata annotator_group in curate)."""
+    from flows.reward import fit_annotator_groups
+
+    with console.status("fitting groups…"):
+        console.print_json(data=fit_annotator_groups(_wh(warehouse), dataset, version, key=key, k=k,
+                                                     sample=sample, seed=seed))
+
+
 @app.command()
 @handle_errors
 def query(
@@ -253,6 +308,8 @@ def serve(
 def main() -> None:
     app()
 
+
+from prefmill import cli_llm  # noqa
 
 if __name__ == "__main__":
     main()

@@ -8,6 +8,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from schemas.canonical import QUARANTINE, SCHEMAS, SHAPES
+from warehouse.artifacts import DDL as ARTIFACTS_DDL
 from warehouse.layout import Layout
 from warehouse.views import recreate_views
 from warehouse.sql import one
@@ -46,7 +47,7 @@ CREATE TABLE IF NOT EXISTS meta.removals (
 CREATE TABLE IF NOT EXISTS meta.duplicates (
     run_id VARCHAR NOT NULL, record_id VARCHAR NOT NULL, source_file VARCHAR, source_row BIGINT,
     duplicate_of_version VARCHAR, shape VARCHAR NOT NULL);
-"""
+""" + ARTIFACTS_DDL
 
 
 def write_empty_files(layout: Layout) -> None:

@@ -9,11 +9,11 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from warehouse import reads, runs
+from warehouse import artifacts, reads, runs
 from warehouse.catalog import ensure
 from warehouse.commit import commit_staged
 from warehouse.counts import CommitResult, RunCounts, StepCount
-from warehouse.db import connect_write, work_connection
+from warehouse.db import connect_read, connect_write, work_connection
 from warehouse.derived import commit_derived as _commit_derived
 from warehouse.errors import WarehouseError
 from warehouse.lake import write_quarantine
@@ -98,6 +98,35 @@ class Warehouse:
             runs.merge_metrics(con, run_id, metrics)
 
         self._write(merge)
+
+    def finish_run(self, run_id: str, rows_read: int) -> None:
+        """End a run that publishes no version (its output is an artifact)."""
+        self._write(lambda con: runs.mark_done(con, run_id, rows_read))
+
+    # -- artifacts ----------------------------------------------------------------------------
+    def put_model(self, kind: str, dataset: str, version_id: str, blob: bytes, params: dict | None = None,
+                  metrics: dict | None = None) -> str:
+        model_id, rel = artifacts.write_blob(self.layout, kind, blob)
+
+        def insert(con):
+            con.execute("BEGIN")
+            artifacts.insert_model(con, model_id, kind, dataset, version_id, rel, len(blob), params or {},
+                                   metrics or {})
+            recreate_views(con, self.layout)
+            con.execute("COMMIT")
+        self._write(insert)
+        return model_id
+
+    def get_model(self, model_id: str) -> tuple[bytes, dict]:
+        if not self.layout.exists():
+            raise WarehouseError(f"no warehouse at {self.layout.root}")
+        with closing(connect_read(self.layout)) as con:
+            mid, kind, dataset, version_id, rel = artifacts.model_row(con, model_id)
+        info = {"model_id": mid, "kind": kind, "dataset": dataset, "version_id": version_id}
+        return self.layout.abs(rel).read_bytes(), info
+
+    def put_groups(self, run_id: str, dataset: str, version_id: str, key: str, assign: dict) -> None:
+        self._write(lambda con: artifacts.insert_groups(con, run_id, dataset, version_id, key, assign))
 
     # -- readers ------------------------------------------------------------------------------
     def read(self, dataset: str, shape: str, version: str | None = None) -> pa.Table:

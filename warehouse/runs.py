@@ -92,3 +92,11 @@ def mark_failed(con: duckdb.DuckDBPyConnection, run_id: str, error: str) -> bool
                           "WHERE run_id = ? AND status = ? RETURNING run_id",
                           [FAILED, utcnow(), str(error)[:8000], run_id, RUNNING]).fetchall()
     return bool(changed)
+
+
+def mark_done(con: duckdb.DuckDBPyConnection, run_id: str, rows_read: int) -> bool:
+    """A run that publishes no dataset version (e.g. training a model) ends as 'done'; all it read was used."""
+    changed = con.execute("UPDATE meta.runs SET status = 'done', finished_at = ?, records_read = ?, rows_read = ?, "
+                          "rows_kept = ?, rows_rejected = 0, rows_duplicate = 0 WHERE run_id = ? AND status = ? "
+                          "RETURNING run_id", [utcnow(), rows_read, rows_read, rows_read, run_id, RUNNING]).fetchall()
+    return bool(changed)

@@ -10,6 +10,7 @@ from collections import defaultdict
 import duckdb
 
 from schemas.canonical import SHAPES
+from warehouse.artifacts import VIEWS as ARTIFACT_VIEWS
 from warehouse.layout import Layout
 from warehouse.sql import lit, lit_list
 
@@ -28,6 +29,7 @@ TABLE_VIEWS = {
                          "JOIN meta.datasets d USING (dataset)"),
     "removals": "SELECT * FROM meta.removals",
     "duplicates": "SELECT * FROM meta.duplicates",
+    **ARTIFACT_VIEWS,
 }
 
 
