@@ -11,6 +11,7 @@ export HF_HUB_OFFLINE=1
 export TRANSFORMERS_OFFLINE=1
 export VLLM_NO_USAGE_STATS=1
 export TOKENIZERS_PARALLELISM=false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=180
 
 .PHONY: install demo test test-fast bench vllm-env clean
 

@@ -92,7 +92,9 @@ def load_model(path: Path, device: str, max_seq_length: int | None = None):
         model = _MODELS.get(key)
         if model is None:
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
 
+            hf_logging.disable_progress_bar()  # no "Loading weights" bar in pipelines and CLI output
             try:
                 model = SentenceTransformer(str(path), device=device)
             except (OSError, ValueError) as e:

@@ -14,6 +14,8 @@ QUIET_ENV = {
     "TRANSFORMERS_OFFLINE": "1",
     "VLLM_NO_USAGE_STATS": "1",
     "TOKENIZERS_PARALLELISM": "false",
+    # Prefect's temporary server can take >20 s to start on a busy 2-core machine.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
 }
 
 DEFAULT_WAREHOUSE = Path(".prefmill") / "warehouse"

@@ -32,7 +32,7 @@ SOURCES = [
     ("pandalm_testset/testset-v1.json", "pandalm"),
 ]
 
-console = Console()
+console = Console(width=120)
 
 
 def _table(t, title):
@@ -46,6 +46,7 @@ def _table(t, title):
 
 def main() -> None:
     from flows.ingest_flow import ingest_flow
+    from prefmill.demo_curate import curate_demo
     from warehouse import Warehouse
 
     shutil.rmtree(OUT, ignore_errors=True)
@@ -58,22 +59,19 @@ def main() -> None:
                       f"{summary['rows_rejected']:,} + duplicate {summary['rows_duplicate']:,}"
                       f"  → version {summary['version_id']}")
     wh = Warehouse(wh_dir)
-    try:
-        from prefmill.demo_curate import curate_demo
-    except ImportError:
-        curate_demo = None
-    if curate_demo is not None:
-        curate_demo(wh, console)
-    from warehouse.export import export
-
-    res = export(wh, "human", "trl-dpo", OUT / "export" / "trl-dpo")
-    console.print(f"[bold]export[/] trl-dpo of version {res.version_id} → {OUT / 'export' / 'trl-dpo'}: {res.counts}")
-    _table(wh.query("SELECT kind, status, rows_read, rows_kept, rows_rejected, rows_duplicate FROM runs "
-                    "ORDER BY started_at"), "runs (rows_read = kept + rejected + duplicate)")
     sql = ("SELECT annotator_id, label, count(*) AS n FROM pairs "
            "WHERE annotator_id LIKE 'pandalm:%' GROUP BY ALL ORDER BY annotator_id, label")
     console.print(f"[bold]sample query[/]: prefmill query \"{sql}\"")
-    _table(wh.query(sql), "pandalm labels per annotator")
+    _table(wh.query(sql), "PandaLM labels per annotator (ties kept as ties)")
+    curate_demo(wh, console)
+    from warehouse.export import export
+
+    res = export(wh, "human", "trl-dpo", OUT / "export" / "trl-dpo", split_key="prompt_cluster")
+    console.print(f"[bold]export[/] trl-dpo of version {res.version_id} → {OUT / 'export' / 'trl-dpo'}: {res.counts}")
+    _table(wh.query("SELECT kind, status, rows_read, rows_kept, rows_rejected, rows_duplicate FROM runs "
+                    "ORDER BY started_at"), "runs (rows_read = kept + rejected + duplicate)")
+    _table(wh.query("SELECT format, origin, count(*) AS pairs, count(DISTINCT prompt_cluster) AS prompt_clusters "
+                    "FROM pairs GROUP BY ALL ORDER BY pairs DESC"), "curated pairs by source format")
     _table(wh.query("SELECT reason, count(*) AS n FROM quarantine GROUP BY reason ORDER BY n DESC"),
            "quarantine reasons")
     console.print(f"done in {time.perf_counter() - t0:.0f}s. Try: .venv/bin/prefmill query "
