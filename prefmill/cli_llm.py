@@ -187,8 +187,9 @@ def synthesize(
         with console.status(f"{method}: generating into {dataset}…"):
             out = summary(run_job(_wh(warehouse), method, dataset, url=url, model=model, prompts_from=prompts_from,
                                   prompts_file=prompts_file, limit=limit, **opts))
-    console.print(f"[bold]run[/] {out['run_id']} ({method}, {out['prompts']:,} prompts): read {out['rows_read']:,} = "
-                  f"kept {out['rows_kept']:,} + rejected {out['rows_rejected']:,} + duplicate {out['rows_duplicate']:,}")
+    console.print(f"[bold]run[/] {out['run_id']} ({method}, {out['prompts']:,} prompts): read {out['rows_read']:,} "
+                  f"= kept {out['rows_kept']:,} + rejected {out['rows_rejected']:,} "
+                  f"+ duplicate {out['rows_duplicate']:,}")
     if out["top_reasons"]:
         console.print("rejected: " + ", ".join(f"{k} {v}" for k, v in out["top_reasons"].items()))
     cost = f"${out['usd_per_kept_pair']:.5f} per kept pair" if out["usd_per_kept_pair"] is not None else "no kept pairs"
