@@ -19,18 +19,16 @@ def _expected() -> tuple[type[BaseException], ...]:
     from flows.jobs import ValidationFailed
 
     kinds: list[type[BaseException]] = [UnknownFormat, MappingError, SourceError, WarehouseError, ValidationFailed]
-    try:
-        from judges.errors import EngineUnavailable, EngineUnreachable
+    from curation.embed import ModelNotFound
+    from curation.errors import CurationError
+    from flows.judge import JudgeError
+    from flows.synthesize import BudgetExhausted
+    from judges.errors import EngineUnavailable, EngineUnreachable
+    from judges.generators.common import GeneratorError
+    from judges.vllm_env import VllmEnvError, VllmServeError
 
-        kinds += [EngineUnreachable, EngineUnavailable]
-    except ImportError:
-        pass
-    try:
-        from curation.errors import CurationError
-
-        kinds.append(CurationError)
-    except ImportError:
-        pass
+    kinds += [EngineUnreachable, EngineUnavailable, CurationError, ModelNotFound, JudgeError, BudgetExhausted,
+              GeneratorError, VllmEnvError, VllmServeError]
     return tuple(kinds)
 
 
