@@ -79,8 +79,16 @@ def llm_serve(
         if not (Path(model) / "config.json").exists():
             with console.status(f"building the tiny model in {model}…"):
                 build_tiny_model(model)
-    with console.status("starting vllm serve (the first start takes a while)…"):
-        handle = serve(model, port, host, served_model_name=served_model_name, max_model_len=max_model_len)
+    import signal
+
+    from judges.vllm_env import _interrupt
+
+    signal.signal(signal.SIGTERM, _interrupt)  # a plain `kill` stops vLLM too, like Ctrl-C
+    try:
+        with console.status("starting vllm serve (the first start takes a while)…"):
+            handle = serve(model, port, host, served_model_name=served_model_name, max_model_len=max_model_len)
+    except KeyboardInterrupt:
+        fail("interrupted while vllm serve was starting", 130)
     console.print(f"serving [bold]{handle.model}[/] at {handle.base_url} (log: {handle.log_path}); Ctrl-C stops")
     try:
         code = handle.process.wait()
