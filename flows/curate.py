@@ -81,9 +81,8 @@ def curate_flow_fn():
     @flow(name="prefmill-curate", log_prints=True)
     def curate_flow(dataset: str, warehouse: str | None = None, version: str | None = None,
                     params: dict | None = None) -> dict:
-        from prefmill.config import warehouse_root
 
-        summary = curate_task(str(warehouse_root(warehouse)), dataset, params or {}, version)
+        summary = curate_task(str(Warehouse(warehouse).root), dataset, params or {}, version)
         get_run_logger().info("curate counts: %s", summary["counts"])
         return summary
 

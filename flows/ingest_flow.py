@@ -58,9 +58,8 @@ def ingest_flow(paths: list[str], format_name: str, dataset: str = "default", ma
                 warehouse: str | None = None, beam_args: list[str] | None = None,
                 export_format: str | None = None, export_dir: str | None = None) -> dict:
     logger = get_run_logger()
-    from prefmill.config import warehouse_root
 
-    root = str(warehouse_root(warehouse))
+    root = str(Warehouse(warehouse).root)
     wh = Warehouse(root)
     run_id = wh.begin_run("ingest", dataset, {"paths": paths, "format": format_name, "mapping": mapping,
                                              "orchestrator": "prefect"})

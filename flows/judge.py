@@ -174,9 +174,8 @@ def _build_flow():
     @flow(name="prefmill-judge", log_prints=True)
     def judge_flow(dataset: str, base_url: str, model: str, version: str | None = None,
                    warehouse: str | None = None, options: dict | None = None) -> dict:
-        from prefmill.config import warehouse_root
 
-        out = judge_task(str(warehouse_root(warehouse)), dataset, base_url, model, version, options or {})
+        out = judge_task(str(Warehouse(warehouse).root), dataset, base_url, model, version, options or {})
         get_run_logger().info("judge: %s", out)
         return out
 

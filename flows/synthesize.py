@@ -271,11 +271,10 @@ def _build_flows() -> dict:
         def method_flow(dataset: str, url: str, model: str, warehouse: str | None = None,
                         prompts_from: str | None = None, prompts_file: str | None = None,
                         limit: int | None = None, options: dict | None = None) -> dict:
-            from prefmill.config import warehouse_root
 
             opts = {"url": url, "model": model, "prompts_from": prompts_from, "prompts_file": prompts_file,
                     "limit": limit, **(options or {})}
-            out = synthesize_task(str(warehouse_root(warehouse)), method, dataset, opts)
+            out = synthesize_task(str(Warehouse(warehouse).root), method, dataset, opts)
             get_run_logger().info("%s: %s", method, out)
             return out
 

@@ -98,7 +98,8 @@ def run_method(method: str, engines: dict[str, Any], prompts: list | None, confi
     if method == "cyclealign":
         from judges.generators.cyclealign import run_cyclealign
 
-        return run_cyclealign(policy, judge or policy, prompts, config, embed=embed)
+        return run_cyclealign(policy, judge or policy, prompts, config,
+                              embed=embed if embed is not None else default_embedder())
     if method == "scir":
         from judges.generators.scir import run_scir
 
@@ -202,3 +203,23 @@ def stage_prompt_rejects(rejects: list[Reject], run_id: str, staging: Path) -> N
 
 def source_label(path: str | os.PathLike) -> str:
     return str(Path(path).resolve())
+
+
+def default_embedder() -> Callable[[list[str]], Any]:
+    """The curation Embedder (offline MiniLM) for CycleAlign's demo retrieval; loads on first call."""
+    from curation.embed import Embedder
+
+    emb = Embedder()
+    return lambda texts: emb.embed(list(texts)).vectors
+
+
+def bt_rm(model: Any, embed: Callable[[list[str]], Any]) -> Callable[[list[str], list[str], list[str]], list[float]]:
+    """SCIR's optional third RM from curation.reward.BTRewardModel + an embedder: (prompts, y1s, y2s) → P(y1 ≻ y2)."""
+    from curation.reward import response_texts
+
+    def rm(prompts: list[str], y1: list[str], y2: list[str]) -> list[float]:
+        e1 = embed(response_texts(prompts, y1, model.recipe))
+        e2 = embed(response_texts(prompts, y2, model.recipe))
+        return [float(p) for p in model.prob(e1, e2)]
+
+    return rm

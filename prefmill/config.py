@@ -18,8 +18,6 @@ QUIET_ENV = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
 }
 
-DEFAULT_WAREHOUSE = Path(".prefmill") / "warehouse"
-
 
 # Import-time notices from libraries that say nothing about the user's data.
 _NOISE = ("apitools not found", "Created temporary directory")
@@ -40,7 +38,7 @@ def quiet_env() -> None:
 
 
 def warehouse_root(flag: str | os.PathLike | None = None) -> Path:
-    if flag:
-        return Path(flag)
-    env = os.environ.get("PREFMILL_WAREHOUSE")
-    return Path(env) if env else DEFAULT_WAREHOUSE
+    """--warehouse flag, else $PREFMILL_WAREHOUSE, else ./.prefmill/warehouse (warehouse.default_root)."""
+    from warehouse import default_root
+
+    return Path(flag) if flag else default_root()

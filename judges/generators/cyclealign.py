@@ -167,14 +167,6 @@ def _unit_rows(x: Any) -> np.ndarray:
     return m / np.where(norms == 0, 1.0, norms)
 
 
-def default_embedder() -> Callable[[list[str]], Any]:
-    """The curation Embedder (offline MiniLM); the model loads on the first call, not here."""
-    from curation.embed import Embedder  # lazy: heavy import, only needed once the pool has demos
-
-    emb = Embedder()
-    return lambda texts: emb.embed(list(texts)).vectors
-
-
 # ---------------------------------------------------------------------------------------------
 # Prompt (our wording, following the research note's structure; untrusted text is fenced)
 
@@ -246,15 +238,15 @@ def run_cyclealign(policy: Any, judge: Any, prompts: Sequence[Any], config: Cycl
 
     policy: the white-box engine (samples, scores likelihoods); judge: the black-box ranker engine.
     pool: a DemoPool to continue from (it is updated in place, so a caller can persist it);
-    embed: texts → vectors for demo retrieval (default: the curation Embedder).
+    embed: texts → vectors for demo retrieval (pipelines/synthesize.py passes the curation Embedder);
+        without one, the newest pool demos are used.
     """
     cfg = config or CycleAlignConfig()
     prompts = [as_messages(p) for p in require_items(prompts, "prompts", "run_cyclealign")]
     if cfg.n_candidates < 2:
         raise GeneratorError("CycleAlign needs n_candidates ≥ 2")
     if pool is None:
-        pool = DemoPool(cfg.pool_capacity, embed if embed is not None else
-                        (default_embedder() if cfg.dynamic_k > 0 and cfg.pool_capacity > 0 else None))
+        pool = DemoPool(cfg.pool_capacity, embed)
     min_pool = cfg.pool_min_agreement if cfg.pool_min_agreement is not None else cfg.n_candidates - 1
     statics = list(static_demos)[: cfg.static_k]
     res = GeneratorResult()

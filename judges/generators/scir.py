@@ -5,7 +5,7 @@ The internal RMs of a self-rewarding model:
   both presentation orders averaged (judges.primitives.pairwise_verdict);
 - implicit DPO RM: r(x, y) = β·[log π(y|x) − log π_ref(y|x)] from two served models,
   P_I = σ(r1 − r2);
-- optionally a third, the embedding Bradley–Terry RM of curation/reward.py (``bt_rm``).
+- optionally a third, the embedding Bradley–Terry RM of curation/reward.py (``pipelines.synthesize.bt_rm``).
 
 Follows the authors (abstract level): those two internal RMs, preference probabilities from each,
 "use only pairs on which they agree", iterate M_t → M_{t+1}. The paper's consistency *loss* lives in
@@ -85,18 +85,6 @@ def decide(probs: dict[str, float | None], min_confidence: float = 0.6) -> Decis
     return Decision(status, first, conf, weight)
 
 
-def bt_rm(model: Any, embed: Callable[[list[str]], Any]) -> Callable[[list[str], list[str], list[str]], list[float]]:
-    """An extra RM from curation.reward.BTRewardModel + an embedder: (prompts, y1s, y2s) → P(y1 ≻ y2)."""
-    from curation.reward import response_texts  # lazy: keeps judges importable without curation's deps
-
-    def rm(prompts: list[str], y1: list[str], y2: list[str]) -> list[float]:
-        e1 = embed(response_texts(prompts, y1, model.recipe))
-        e2 = embed(response_texts(prompts, y2, model.recipe))
-        return [float(p) for p in model.prob(e1, e2)]
-
-    return rm
-
-
 @dataclass
 class SCIRConfig:
     beta: float = 0.1  # DEFAULT (DPO's usual β)
@@ -121,7 +109,7 @@ def run_scir(policy: Any, reference: Any, prompts: Sequence[Any] | None = None, 
     reference: π_ref (the previous-iteration / SFT model); None at iteration 0.
     prompts: sample ``n_samples`` responses per prompt and score their pairs; or give ``pairs``
     directly as (prompt, y1, y2). judge: the generative RM (default: the policy itself).
-    extra_rm: (prompt texts, y1s, y2s) → P(y1 ≻ y2), e.g. ``bt_rm(model, embed)``.
+    extra_rm: (prompt texts, y1s, y2s) → P(y1 ≻ y2), e.g. ``pipelines.synthesize.bt_rm(model, embed)``.
     """
     cfg = config or SCIRConfig()
     if cfg.pairing not in ("all", "random_one"):

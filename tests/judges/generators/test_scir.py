@@ -5,7 +5,8 @@ import orjson
 import pytest
 
 from judges.generators.common import GeneratorError
-from judges.generators.scir import SCIRConfig, bt_rm, decide, implicit_prob, run_scir
+from judges.generators.scir import SCIRConfig, decide, implicit_prob, run_scir
+from pipelines.synthesize import bt_rm
 from tests.judges.generators.scripted import Letter, ScriptedEngine, assert_fits, fenced
 
 # Judge's view: P(first shown ≻ second shown) by a quality score per response.
