@@ -217,8 +217,9 @@ def choose_k(diffs, keys, k_range=range(1, 6), holdout: float = 0.2, seed: int =
     every fold in turn, so every such pair is scored once out-of-fold (less noise than one split);
     False scores fold 0 only (a single `holdout` split). Held-out pairs use the head their key
     got from the E-step on its training pairs.
-    rule "max": the best mean (ties within 1e-6 nats -> smaller K); "1se" (DEFAULT): the smallest K within one paired standard error
-    of the best (splitting a real group costs little, so argmax over-splits on small data).
+    rule "max": the best mean (ties within 1e-6 nats -> smaller K); "1se" (DEFAULT): the
+    smallest K within one paired standard error of the best (splitting a real group costs little,
+    so argmax over-splits on small data).
     n_init (DEFAULT 4 here) restarts EM so a stuck run does not decide K; other kwargs go to
     `fit_groups`. `models` are refitted on all pairs."""
     d = as_matrix(diffs, "diffs")
