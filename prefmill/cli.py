@@ -17,6 +17,7 @@ from rich.table import Table
 
 from prefmill.config import quiet_env, warehouse_root
 from prefmill.errors import handle_errors
+from prefmill.summaries import print_curate
 
 quiet_env()
 
@@ -172,16 +173,8 @@ def curate(
         return
     with console.status(f"curating {dataset} ({method}, budget {budget})…"):
         rep = curate_job(_wh(warehouse), dataset, params, version)
-    c = rep.commit.counts
-    console.print(f"[bold]run[/] {rep.run_id}: read {c.rows_read:,} = kept {c.rows_kept:,} + rejected "
-                  f"{c.rows_rejected:,} + duplicate {c.rows_duplicate:,}")
-    for s in rep.outcome.steps:
-        console.print(f"  {s['step']:<22} in {s['rows_in']:>7,}  kept {s['rows_kept']:>7,}  "
-                      f"rejected {s['rows_rejected']:>6,}  duplicate {s['rows_duplicate']:>6,}")
-    if rep.outcome.embed:
-        e = rep.outcome.embed
-        console.print(f"  embeddings: {e.computed:,} computed, {e.cache_hits:,} from cache, {e.truncated:,} truncated")
-    console.print(f"version [bold]{rep.commit.version_id}[/] (parent {rep.parent_version[:12]})")
+    print_curate(console, rep)
+
 
 
 reward_app = typer.Typer(help="Embedding Bradley–Terry reward models and annotator groups.", no_args_is_help=True)

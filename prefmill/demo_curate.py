@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flows.curate import curate
 from pipelines.curate import CurateParams
+from prefmill.summaries import print_curate
 
 DEMO_SAMPLE = 400  # pairs embedded on a CPU in well under a minute
 
@@ -10,12 +11,4 @@ DEMO_SAMPLE = 400  # pairs embedded on a CPU in well under a minute
 def curate_demo(wh, console) -> None:
     console.print(f"[bold]curate[/] human pairs: sample {DEMO_SAMPLE}, dedup, embed, ISA select 25%")
     rep = curate(wh, "human", CurateParams(method="isa", budget=0.25, sample=DEMO_SAMPLE, seed=0))
-    c = rep.commit.counts
-    console.print(f"  read {c.rows_read:,} = kept {c.rows_kept:,} + rejected {c.rows_rejected:,} "
-                  f"+ duplicate {c.rows_duplicate:,} → version {rep.commit.version_id}")
-    for s in rep.outcome.steps:
-        console.print(f"    {s['step']:<22} in {s['rows_in']:>6,}  kept {s['rows_kept']:>6,}  "
-                      f"rejected {s['rows_rejected']:>6,}  duplicate {s['rows_duplicate']:>5,}")
-    e = rep.outcome.embed
-    console.print(f"  embeddings: {e.computed} computed, {e.cache_hits} from cache, {e.truncated} truncated at the "
-                  "model window")
+    print_curate(console, rep)

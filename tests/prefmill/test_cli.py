@@ -68,3 +68,14 @@ def test_datasets_runs_and_export(wh, tmp_path):
     run("export", "--dataset", "panda", "--format", "trl-dpo", "--out", out, wh=wh, check=True)
     files = sorted(p.name for p in out.iterdir())
     assert "README.md" in files and any(f.startswith("train") for f in files)
+
+
+def test_curate_command_publishes_a_child_version(wh):
+    p = run("curate", "--dataset", "panda", "--method", "random", "--budget", "0.5", "--sample", "20", wh=wh, check=True)
+    assert "select_random" in p.stdout and "kept" in p.stdout
+    rows = json.loads(run("query", "SELECT reason, count(*) AS n FROM removals GROUP BY reason", "--json",
+                          wh=wh, check=True).stdout)
+    reasons = {r["reason"]: r["n"] for r in rows}
+    assert reasons.get("not_selected:random", 0) >= 9 and reasons["not_sampled"] > 0
+    bad = run("curate", "--dataset", "panda", "--budget", "0", wh=wh)
+    assert "budget" in one_line_error(bad)
