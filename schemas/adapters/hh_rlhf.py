@@ -14,6 +14,10 @@ harmless-base test split that is a reply that rambles on with invented turns), `
 anyway so validation rejects it as ``chosen_equals_rejected``. Two Assistant markers in a row inside
 the context (a reply that ran on; 4 dialogues in harmless-base test) are kept as two turns, not
 merged: the adapter stays faithful and validation's alternation rule decides.
+
+``adapt_columns`` is the ingest fast path (schemas.ingest.adapt_records prefers it): the same parse
+and the same row as ``adapt``, appended to a chunk's ``schemas.records.Columns`` instead of built as
+a dict.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from typing import Any
 from schemas.adapters.base import AdaptError
 from schemas.adapters.common import ASSISTANT, USER, leftover
 from schemas.ids import normalise_text
-from schemas.records import pairwise
+from schemas.records import Columns, pairwise
 
 HUMAN = "\n\nHuman:"
 ASSIST = "\n\nAssistant:"
@@ -48,31 +52,37 @@ def _split_final(obj: dict, key: str) -> tuple[str, int, str]:
     return value, i, final
 
 
-def parse_turns(context: str) -> list[dict]:
-    """Turns of the dialogue before the final Assistant marker (roles user/assistant), checked:
+def _parse_pairs(context: str) -> list[tuple[str, str]]:
+    """Turns of the dialogue before the final Assistant marker as ``(role, text)`` pairs, checked:
     nothing before the first Human marker, no blank turn, the last turn is the Human's."""
     parts = context.split(HUMAN)
     head = parts[0]
     if head and not head.isspace():
         raise AdaptError("bad_dialogue", "text before the first '\\n\\nHuman:' marker")
-    messages: list[dict] = []
-    append = messages.append
+    turns: list[tuple[str, str]] = []
+    append = turns.append
     for part in parts[1:]:
         if ASSIST in part:
             pieces = part.split(ASSIST)
             part = pieces[0]
-            append({"role": USER, "content": part})
+            append((USER, part))
             for reply in pieces[1:]:
                 if not reply or reply.isspace():
                     raise AdaptError("empty_text", "an empty assistant turn in the prompt")
-                append({"role": ASSISTANT, "content": reply})
+                append((ASSISTANT, reply))
         else:
-            append({"role": USER, "content": part})
+            append((USER, part))
         if not part or part.isspace():
             raise AdaptError("empty_text", "an empty user turn in the prompt")
-    if not messages or messages[-1]["role"] != USER:
+    if not turns or turns[-1][0] != USER:
         raise AdaptError("role_order", "the final Assistant turn does not follow a Human turn")
-    return messages
+    return turns
+
+
+def parse_turns(context: str) -> list[dict]:
+    """Turns of the dialogue before the final Assistant marker (roles user/assistant), checked:
+    nothing before the first Human marker, no blank turn, the last turn is the Human's."""
+    return [{"role": role, "content": text} for role, text in _parse_pairs(context)]
 
 
 def _blank(text: str) -> bool:
@@ -85,7 +95,8 @@ class HHRLHFAdapter:
     def __init__(self, origin: str = "human"):
         self.origin = origin
 
-    def adapt(self, obj: Any) -> list:
+    def _parse(self, obj: Any) -> tuple[list[tuple[str, str]], str, str, dict | None]:
+        """(prompt turns, final chosen text, final rejected text, meta) or AdaptError."""
         if not isinstance(obj, dict):
             raise AdaptError("wrong_type", f"record is a {type(obj).__name__}, expected an object")
         chosen, ci, c_final = _split_final(obj, "chosen")
@@ -94,22 +105,34 @@ class HHRLHFAdapter:
         # Same context: compared in place, without copying the rejected one (the common case).
         if not (ci == ri and rejected.startswith(c_ctx)) and not _same_after_normalising(c_ctx, rejected[:ri]):
             raise AdaptError("prompt_mismatch", "chosen and rejected differ before their final Assistant turn")
-        prompt = parse_turns(c_ctx)
+        prompt = _parse_pairs(c_ctx)
         if _blank(c_final):
             raise AdaptError("empty_text", "the final chosen Assistant turn is empty")
         if _blank(r_final):
             raise AdaptError("empty_text", "the final rejected Assistant turn is empty")
         meta = leftover(obj, _USED) if len(obj) > 2 else None
-        row = pairwise(prompt, [{"role": ASSISTANT, "content": c_final}],
-                       [{"role": ASSISTANT, "content": r_final}], origin=self.origin, meta=meta)
+        return prompt, c_final, r_final, meta
+
+    def adapt(self, obj: Any) -> list:
+        prompt, c_final, r_final, meta = self._parse(obj)
+        row = pairwise([{"role": role, "content": text} for role, text in prompt],
+                       [{"role": ASSISTANT, "content": c_final}], [{"role": ASSISTANT, "content": r_final}],
+                       origin=self.origin, meta=meta)
         return [("pairwise", row)]
+
+    def adapt_columns(self, obj: Any, columns: Columns, source_row: int) -> int:
+        """The ingest fast path: the same row as ``adapt`` appended to ``columns`` (no dicts); returns 1."""
+        prompt, c_final, r_final, meta = self._parse(obj)
+        columns.pairwise.add(prompt, ((ASSISTANT, c_final),), ((ASSISTANT, r_final),), source_row,
+                             origin=self.origin, meta=meta)
+        return 1
 
 
 def _same_after_normalising(a: str, b: str) -> bool:
     """Contexts that differ only in whitespace around turns are the same prompt once normalised."""
     try:
-        ta, tb = parse_turns(a), parse_turns(b)
+        ta, tb = _parse_pairs(a), _parse_pairs(b)
     except AdaptError:
         return False
-    return len(ta) == len(tb) and all(x["role"] == y["role"] and normalise_text(x["content"]) ==
-                                      normalise_text(y["content"]) for x, y in zip(ta, tb))
+    return len(ta) == len(tb) and all(x[0] == y[0] and normalise_text(x[1]) == normalise_text(y[1])
+                                      for x, y in zip(ta, tb))

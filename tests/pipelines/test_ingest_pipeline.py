@@ -1,10 +1,15 @@
 """The Beam ingest pipeline on real bundled data, with bad rows mixed in."""
 import gzip
 import json
+import subprocess
+import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
+import pipelines.ingest as ingest_mod
 from pipelines.ingest import run_ingest
 
 HH = Path(__file__).resolve().parents[2] / "examples" / "data" / "hh_rlhf_harmless_base" / "test.jsonl.gz"
@@ -84,3 +89,129 @@ def test_record_over_size_limit_is_quarantined_not_loaded(tmp_path):
     assert counts.rows_kept == 2 and counts.reasons["record_too_large"] == 1
     q = pq.read_table(tmp_path / "s" / "quarantine").to_pylist()[0]
     assert q["source_row"] == 1 and len(q["raw"]) < 100_000  # the raw text is capped
+
+
+# ------------------------------------------------------------------ forked parallel workers (Linux)
+
+forked = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked workers are Linux-only")
+
+
+@pytest.fixture
+def spawned_zygote(monkeypatch):
+    """A zygote started as a fresh interpreter (the driver never forks here: this test process may have
+    started gRPC already); none is left running afterwards."""
+    ingest_mod.stop_workers()
+    monkeypatch.setattr(ingest_mod, "_driver_can_fork", lambda: False)
+    yield
+    ingest_mod.stop_workers()
+
+
+def _staged(staging: Path) -> tuple[pa.Table, pa.Table]:
+    kept = pq.read_table(staging / "pairwise").sort_by("source_row")
+    q = pq.read_table(staging / "quarantine").sort_by([("source_row", "ascending"), ("reason", "ascending")])
+    return kept, q
+
+
+@forked
+@pytest.mark.timeout(180)
+def test_spawned_zygote_workers_stage_what_the_in_process_runner_stages(tmp_path, spawned_zygote):
+    src, _ = _mixed_file(tmp_path, 400)
+    a = run_ingest([str(src)], "hh-rlhf", run_id="r", staging=tmp_path / "a", chunk_rows=60)
+    b = run_ingest([str(src)], "hh-rlhf", run_id="r", staging=tmp_path / "b", chunk_rows=60,
+                   beam_args=["--direct_num_workers=2"])
+    zygote = ingest_mod._ZYGOTE
+    assert zygote is not None and zygote.alive() and not zygote.forked  # b ran on the spawned zygote's workers
+    assert vars(a) == vars(b)
+    (ka, qa), (kb, qb) = _staged(tmp_path / "a"), _staged(tmp_path / "b")
+    assert ka.num_rows == a.rows_kept and ka.equals(kb)
+    assert qa.num_rows == a.rows_rejected and qa.equals(qb)
+    # A second run reuses the warm zygote.
+    c = run_ingest([str(src)], "hh-rlhf", run_id="r", staging=tmp_path / "c", chunk_rows=60,
+                   beam_args=["--direct_num_workers=2"])
+    assert ingest_mod._ZYGOTE is zygote and vars(c) == vars(a) and _staged(tmp_path / "c")[0].equals(ka)
+
+
+# Run in a fresh interpreter: forking the driver is only safe before gRPC has started in the process.
+_FORKED_FROM_DRIVER = """
+import os, sys
+from pathlib import Path
+import pyarrow.parquet as pq
+import pipelines.ingest as m
+
+src, out = sys.argv[1], Path(sys.argv[2])
+r, w = os.pipe()  # the zygote must not keep this (or any other) inherited descriptor open
+assert m._driver_can_fork()  # nothing has run yet (an in-process run leaves GX's tqdm monitor thread)
+b = m.run_ingest([src], "hh-rlhf", run_id="r", staging=out / "b", chunk_rows=60, beam_args=["--direct_num_workers=2"])
+assert m._ZYGOTE.forked and m._ZYGOTE.alive()
+a = m.run_ingest([src], "hh-rlhf", run_id="r", staging=out / "a", chunk_rows=60)
+assert vars(a) == vars(b), (vars(a), vars(b))
+for d in ("pairwise", "quarantine"):
+    ta = pq.read_table(out / "a" / d).sort_by([("source_row", "ascending"), ("run_id", "ascending")])
+    tb = pq.read_table(out / "b" / d).sort_by([("source_row", "ascending"), ("run_id", "ascending")])
+    assert ta.num_rows and ta.equals(tb), d
+os.close(w)
+os.set_blocking(r, False)
+assert os.read(r, 1) == b""  # EOF, not BlockingIOError: no other process holds the write end
+print("OK", a.rows_kept)
+"""
+
+
+@forked
+@pytest.mark.timeout(180)
+def test_zygote_forked_from_the_driver_stages_what_the_in_process_runner_stages(tmp_path):
+    src, _ = _mixed_file(tmp_path, 400)
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", _FORKED_FROM_DRIVER, str(src), str(tmp_path)], cwd=root,
+                          capture_output=True, text=True, timeout=170)
+    assert proc.returncode == 0 and proc.stdout.startswith("OK"), proc.stderr[-3000:]
+
+
+def test_driver_forks_only_when_alone_on_the_main_thread():
+    import threading
+
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(ingest_mod._driver_can_fork()))
+    t.start()
+    t.join()
+    assert seen == [False]  # not the main thread (and another thread is running)
+
+
+def test_parallel_worker_choice(tmp_path, monkeypatch):
+    small, _ = _mixed_file(tmp_path, 50)
+    assert ingest_mod.parallel_workers([str(small)], None) == 0  # small input: in-process
+    for args in (["--direct_num_workers=1"], ["--direct_num_workers=2", "--direct_running_mode=multi_processing"],
+                 ["--runner=DirectRunner"], ["--environment_type=LOOPBACK"]):
+        assert ingest_mod.parallel_workers([str(small)], args) == 0, args  # Beam's own setup, as asked
+    if sys.platform.startswith("linux"):
+        assert ingest_mod.parallel_workers([str(small)], ["--direct_num_workers=3"]) == 3
+        monkeypatch.setattr(ingest_mod, "PARALLEL_MIN_BYTES", 1)
+        monkeypatch.setattr(ingest_mod, "_cpus", lambda: 16)
+        assert ingest_mod.parallel_workers([str(small)], []) == ingest_mod.MAX_WORKERS
+        monkeypatch.setattr(ingest_mod, "_cpus", lambda: 1)
+        assert ingest_mod.parallel_workers([str(small)], []) == 0
+
+
+# The spawned zygote runs _ZYGOTE_CODE; these replace it to break things on purpose.
+_DYING_WORKERS = ("import json, os, sys; sys.path[:] = json.loads(sys.argv[1]); import pipelines.ingest as m; "
+                  "m._WORKER_PRELOAD = (); m._worker_after_fork = lambda *a: os._exit(9); "
+                  "m._zygote_main(int(sys.argv[2]))")
+
+
+@forked
+@pytest.mark.timeout(120)
+def test_a_worker_that_dies_fails_the_run_instead_of_hanging(tmp_path, monkeypatch, spawned_zygote):
+    src, _ = _mixed_file(tmp_path, 100)
+    monkeypatch.setattr(ingest_mod, "_ZYGOTE_CODE", _DYING_WORKERS)
+    with pytest.raises(RuntimeError, match=r"ingest worker worker_\d+: exited \(exit status 9\)"):
+        run_ingest([str(src)], "hh-rlhf", run_id="r", staging=tmp_path / "s", chunk_rows=30,
+                   beam_args=["--direct_num_workers=2"])
+
+
+@forked
+@pytest.mark.timeout(120)
+def test_a_zygote_that_cannot_start_fails_the_run(tmp_path, monkeypatch, spawned_zygote):
+    src, _ = _mixed_file(tmp_path, 100)
+    monkeypatch.setattr(ingest_mod, "_ZYGOTE_CODE", "import sys; sys.exit(3)")
+    with pytest.raises(RuntimeError, match=r"zygote"):
+        run_ingest([str(src)], "hh-rlhf", run_id="r", staging=tmp_path / "s", chunk_rows=30,
+                   beam_args=["--direct_num_workers=2"])
