@@ -1,4 +1,4 @@
-"""Real sample texts for the benchmarks, read from examples/data (never ../shared).
+"""Real sample texts for the benchmarks, read from examples/data (bundled copies; the project stands alone).
 
 Shared by bench/embed.py, bench/dedup.py and other benches: plain Python records, deterministic order.
 """
