@@ -35,6 +35,8 @@ def quiet_env() -> None:
     root = logging.getLogger()
     if not any(isinstance(f, _DropNoise) for f in root.filters):
         root.addFilter(_DropNoise())
+    # GX announces its ephemeral docs folder at INFO; Prefect's handlers would print it.
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 
 def warehouse_root(flag: str | os.PathLike | None = None) -> Path:
