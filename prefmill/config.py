@@ -35,8 +35,11 @@ def quiet_env() -> None:
     root = logging.getLogger()
     if not any(isinstance(f, _DropNoise) for f in root.filters):
         root.addFilter(_DropNoise())
-    # GX announces its ephemeral docs folder at INFO; Prefect's handlers would print it.
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    # GX forces this logger to INFO on import and announces its ephemeral docs folder there; a filter
+    # survives that (a level would not), so Prefect's handlers don't print it.
+    gx_base = logging.getLogger("great_expectations.data_context.types.base")
+    if not any(isinstance(f, _DropNoise) for f in gx_base.filters):
+        gx_base.addFilter(_DropNoise())
 
 
 def warehouse_root(flag: str | os.PathLike | None = None) -> Path:
