@@ -34,40 +34,21 @@ class ChunkResult:
 
 def adapt_records(records: Iterable[RawRecord], adapter, *, run_id: str, source_file: str,
                   format_name: str) -> ChunkResult:
+    tally = _Tally(source_file)
     fast = getattr(adapter, "adapt_columns", None)
     if fast is not None:
-        return _adapt_columnar(records, fast, run_id=run_id, source_file=source_file, format_name=format_name)
+        # Columnar fast path: rows go straight into Columns; the adapter returns how many it added.
+        columns = Columns()
+        for rec, added in tally.adapted(records, lambda r: fast(r.obj, columns, r.source_row)):
+            tally.rows_read += added
+        tables = columns.tables(format_name=format_name, source_file=source_file, run_id=run_id)
+        return tally.result(tables)
     rows: dict[str, list[dict]] = {}
-    rejects: list[Reject] = []
-    records_read = rows_read = 0
-    for rec in records:
-        records_read += 1
-        if rec.error is not None:
-            rec.error.source_file = source_file
-            rejects.append(rec.error)
-            rows_read += 1
-            continue
-        try:
-            items = adapter.adapt(rec.obj)
-        except AdaptError as e:
-            rejects.append(Reject("adapt", e.reason, e.detail, source_file, rec.source_row, raw=rec.raw or rec.obj))
-            rows_read += 1
-            continue
-        except Exception as e:  # an adapter bug must cost one record, not the run
-            rejects.append(_adapter_error(e, source_file, rec))
-            rows_read += 1
-            continue
-        if not items:
-            # A record that carries no feedback (e.g. an oasst tree with no ranks or votes) is
-            # still accounted for.
-            rejects.append(_no_feedback(source_file, rec))
-            rows_read += 1
-            continue
+    for rec, items in tally.adapted(records, lambda r: adapter.adapt(r.obj)):
         for item in items:
-            rows_read += 1
+            tally.rows_read += 1
             if isinstance(item, AdaptError):
-                rejects.append(Reject("adapt", item.reason, item.detail, source_file, rec.source_row,
-                                      raw=rec.raw or rec.obj))
+                tally.reject(rec, item.reason, item.detail)
                 continue
             shape, row = item
             row["format"] = format_name
@@ -75,50 +56,49 @@ def adapt_records(records: Iterable[RawRecord], adapter, *, run_id: str, source_
             row["source_row"] = rec.source_row
             row["run_id"] = run_id
             rows.setdefault(shape, []).append(row)
-    tables = {shape: to_table(r, shape) for shape, r in rows.items()}
-    reasons = Counter(r.reason for r in rejects)
-    return ChunkResult(tables, rejects, records_read, rows_read, reasons)
+    return tally.result({shape: to_table(r, shape) for shape, r in rows.items()})
 
 
-def _adapter_error(e: Exception, source_file: str, rec: RawRecord) -> Reject:
-    return Reject("adapt", "adapter_error", f"{type(e).__name__}: {e}", source_file, rec.source_row,
-                  raw=rec.raw or rec.obj)
+class _Tally:
+    """Counts and rejections shared by both adapt paths: every record that yields no row is one
+    rejected row (parse error, adapter error, adapter bug, or no feedback at all)."""
 
+    def __init__(self, source_file: str):
+        self.source_file = source_file
+        self.rejects: list[Reject] = []
+        self.records_read = self.rows_read = 0
 
-def _no_feedback(source_file: str, rec: RawRecord) -> Reject:
-    return Reject("adapt", "no_feedback", "record yields no preference rows", source_file, rec.source_row,
-                  raw=rec.raw or rec.obj)
+    def reject(self, rec: RawRecord, reason: str, detail: str) -> None:
+        self.rejects.append(Reject("adapt", reason, detail, self.source_file, rec.source_row,
+                                   raw=rec.raw or rec.obj))
 
+    def adapted(self, records: Iterable[RawRecord], adapt):
+        """Yield (record, adapter output) for records that produced something; reject the rest."""
+        for rec in records:
+            self.records_read += 1
+            if rec.error is not None:
+                rec.error.source_file = self.source_file
+                self.rejects.append(rec.error)
+                self.rows_read += 1
+                continue
+            try:
+                out = adapt(rec)
+            except AdaptError as e:
+                self.reject(rec, e.reason, e.detail)
+                self.rows_read += 1
+                continue
+            except Exception as e:  # an adapter bug must cost one record, not the run
+                self.reject(rec, "adapter_error", f"{type(e).__name__}: {e}")
+                self.rows_read += 1
+                continue
+            if not out:
+                # A record that carries no feedback (e.g. an oasst tree with no ranks or votes) is
+                # still accounted for.
+                self.reject(rec, "no_feedback", "record yields no preference rows")
+                self.rows_read += 1
+                continue
+            yield rec, out
 
-def _adapt_columnar(records: Iterable[RawRecord], adapt_columns, *, run_id: str, source_file: str,
-                    format_name: str) -> ChunkResult:
-    """``adapt_records`` for adapters with an ``adapt_columns`` fast path: rows go straight into
-    ``schemas.records.Columns`` instead of dicts; same rows, rejects and counts as the dict path."""
-    columns = Columns()
-    rejects: list[Reject] = []
-    records_read = rows_read = 0
-    for rec in records:
-        records_read += 1
-        if rec.error is not None:
-            rec.error.source_file = source_file
-            rejects.append(rec.error)
-            rows_read += 1
-            continue
-        try:
-            added = adapt_columns(rec.obj, columns, rec.source_row)
-        except AdaptError as e:
-            rejects.append(Reject("adapt", e.reason, e.detail, source_file, rec.source_row, raw=rec.raw or rec.obj))
-            rows_read += 1
-            continue
-        except Exception as e:  # an adapter bug must cost one record, not the run
-            rejects.append(_adapter_error(e, source_file, rec))
-            rows_read += 1
-            continue
-        if not added:
-            rejects.append(_no_feedback(source_file, rec))
-            rows_read += 1
-            continue
-        rows_read += added
-    tables = columns.tables(format_name=format_name, source_file=source_file, run_id=run_id)
-    reasons = Counter(r.reason for r in rejects)
-    return ChunkResult(tables, rejects, records_read, rows_read, reasons)
+    def result(self, tables: dict[str, pa.Table]) -> ChunkResult:
+        return ChunkResult(tables, self.rejects, self.records_read, self.rows_read,
+                           Counter(r.reason for r in self.rejects))

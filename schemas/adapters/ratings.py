@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.adapters.base import AdaptError
+from schemas.adapters.base import AdaptError, nonempty, require
 from schemas.adapters.common import ASSISTANT, SYSTEM, USER, content_text, is_number, leftover, msg
 from schemas.records import ratings
 
@@ -40,14 +40,7 @@ HISTORIES = ("turns", "text")
 
 
 def _text(obj: dict, key: str) -> str:
-    value = obj.get(key)
-    if value is None:
-        raise AdaptError("missing_field", f"field {key!r} is missing")
-    if not isinstance(value, str):
-        raise AdaptError("wrong_type", f"field {key!r} is a {type(value).__name__}, expected str")
-    if not value.strip():
-        raise AdaptError("empty_text", f"field {key!r} is empty")
-    return value
+    return nonempty(require(obj, key), f"field {key!r}")
 
 
 def history_turns(source: str) -> list[dict]:
