@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -107,22 +108,27 @@ def test_cli_llm_serve_tiny_serves_until_interrupted(tmp_path):
     port = 18000 + os.getpid() % 1000
     exe = str(Path(sys.executable).parent / "prefmill")
     proc = subprocess.Popen([exe, "llm", "serve", str(tmp_path / "tiny"), "--tiny", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
     try:
+        # Wait for the CLI's own "serving" line, not just the port: a Ctrl-C sent between vLLM answering
+        # and the CLI noticing is (rightly) "interrupted while starting", exit 130.
         deadline = time.monotonic() + 900
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                models = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=5).json()
-                break
-            except httpx.HTTPError:
-                time.sleep(1)
-        else:
-            pytest.fail(f"prefmill llm serve did not come up: {proc.stdout.read() if proc.poll() is not None else ''}")
+        while time.monotonic() < deadline and proc.poll() is None and not any("serving tiny at" in ln for ln in lines):
+            time.sleep(0.5)
+        if not any("serving tiny at" in ln for ln in lines):
+            pytest.fail(f"prefmill llm serve did not come up: {''.join(lines)}")
+        models = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=5).json()
         assert [m["id"] for m in models["data"]] == ["tiny"]
         assert (tmp_path / "tiny" / "config.json").exists()
     finally:
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=120)
+        proc.wait(timeout=120)
+        reader.join(timeout=10)
+    out = "".join(lines)
     assert proc.returncode == 0, out
     assert "serving tiny at http://127.0.0.1:" in out
     with pytest.raises(httpx.HTTPError):
