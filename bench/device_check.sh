@@ -15,8 +15,10 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT
 $PY -c "import torch, sentence_transformers, transformers; print('torch', torch.__version__, 'st', \
 sentence_transformers.__version__, 'transformers', transformers.__version__)" | tee -a "$OUT/gpu.txt"
 
-timeout 300 $PY -m pytest -q -p no:cacheprovider tests/curation/test_embed_gpu.py 2>&1 | tee "$OUT/gpu_tests.log"
-for bs in 32 128; do
-  timeout 300 $PY -m bench.embed --device cuda --n 4096 --batch-size $bs --repeats 3 2>&1 | tee -a "$OUT/bench_embed.log"
+timeout 300 $PY -m pytest -q -p no:cacheprovider tests/curation/test_embed_gpu.py tests/curation/test_gpu_feed.py \
+  2>&1 | tee "$OUT/gpu_tests.log"
+for bs in 128 512; do
+  timeout 300 $PY -m bench.embed --device cuda --n 6492 --batch-size $bs --repeats 3 2>&1 | tee -a "$OUT/bench_embed.log"
 done
+timeout 300 $PY -m bench.embed_gpu_profile --repeats 2 2>&1 | tee "$OUT/bench_embed_gpu_profile.log"
 timeout 400 $PY -m bench.embed_device --batch-size 128 ${ref:+--reference "$ref"} 2>&1 | tee "$OUT/bench_embed_device.log"

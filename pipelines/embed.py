@@ -33,7 +33,7 @@ class EmbedCounts:
 
 
 class EmbedBatchFn(beam.DoFn):
-    def __init__(self, store_root: str, model: str | None, recipe: str, device: str | None, batch_size: int):
+    def __init__(self, store_root: str, model: str | None, recipe: str, device: str | None, batch_size: int | None):
         self.store_root, self.model, self.recipe = store_root, model, recipe
         self.device, self.batch_size = device, batch_size
         self.embedder = None
@@ -51,7 +51,7 @@ class EmbedBatchFn(beam.DoFn):
 
 
 def embed_texts(texts: list[str], store_root: str, recipe: str, *, model: str | None = None,
-                device: str | None = None, batch_size: int = 32, element_size: int = DEFAULT_BATCH,
+                device: str | None = None, batch_size: int | None = None, element_size: int = DEFAULT_BATCH,
                 beam_args: list[str] | None = None) -> tuple[np.ndarray, EmbedCounts]:
     """Vectors for ``texts`` (L2-normalised, in input order), computing only what the store lacks."""
     store = EmbeddingStore(store_root)
