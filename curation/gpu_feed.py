@@ -114,11 +114,16 @@ def _pool(tok_json: str, workers: int) -> ProcessPoolExecutor:
     return pool
 
 
-@atexit.register
-def _shutdown() -> None:
-    for pool in _POOLS.values():
-        pool.shutdown(wait=False, cancel_futures=True)
-    _POOLS.clear()
+def shutdown_pools(wait: bool = False) -> None:
+    """Stop the tokenising workers (at exit, or before a process forks and should not carry their threads)."""
+    with _LOCK:
+        pools = list(_POOLS.values())
+        _POOLS.clear()
+    for pool in pools:
+        pool.shutdown(wait=wait, cancel_futures=True)
+
+
+atexit.register(shutdown_pools)
 
 
 def iter_inputs(model, texts: list[str], batches: list[np.ndarray], workers: int | None = None,

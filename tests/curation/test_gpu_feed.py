@@ -17,6 +17,13 @@ from curation.embed import Embedder
 DATA = Path(__file__).resolve().parents[2] / "examples" / "data"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _stop_workers():
+    yield
+    gpu_feed.shutdown_pools(wait=True)  # later tests fork this process; leave no pool threads behind
+    assert not gpu_feed._POOLS
+
+
 @pytest.fixture(scope="module")
 def model():
     return Embedder(device="cpu").model
