@@ -297,9 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, _interrupt)  # before starting: a TERM during startup cleans up too
             handle = serve(args.model, args.port, args.host, extra, served_model_name=args.served_model_name,
                            max_model_len=args.max_model_len)
-            print(f"serving {handle.model} at {handle.base_url} (log: {handle.log_path}); Ctrl-C stops",
-                  flush=True)
-            try:
+            try:  # print inside: a signal sent as soon as the line is read must land in this handler
+                print(f"serving {handle.model} at {handle.base_url} (log: {handle.log_path}); Ctrl-C stops",
+                      flush=True)
                 handle.process.wait()
                 print(f"vllm serve exited ({handle.process.returncode}):\n{handle.log_tail()}", file=sys.stderr)
                 return 1

@@ -89,8 +89,8 @@ def llm_serve(
             handle = serve(model, port, host, served_model_name=served_model_name, max_model_len=max_model_len)
     except KeyboardInterrupt:
         fail("interrupted while vllm serve was starting", 130)
-    console.print(f"serving [bold]{handle.model}[/] at {handle.base_url} (log: {handle.log_path}); Ctrl-C stops")
-    try:
+    try:  # print inside: a Ctrl-C sent as soon as the line is read must stop the server, not fail the start
+        console.print(f"serving [bold]{handle.model}[/] at {handle.base_url} (log: {handle.log_path}); Ctrl-C stops")
         code = handle.process.wait()
     except KeyboardInterrupt:
         handle.stop()
