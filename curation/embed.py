@@ -207,7 +207,7 @@ class Embedder:
             return EmbedResult(np.zeros((0, self.dim), np.float32), 0, self.model_name)
         texts = self._clip_long(texts)
         fast = self.device.startswith("cuda") and gpu_feed.single_pass_ok(model, texts[:self.batch_size])
-        if fast:  # GPU: one tokenisation pass on threads; sort by characters, count truncation from overflow
+        if fast:  # GPU: one tokenisation pass in worker processes; sort by characters, truncation from overflow
             order = np.argsort(-np.fromiter(map(len, texts), np.int64, len(texts)), kind="stable")
         else:
             lengths = self.token_lengths(texts)
