@@ -33,6 +33,7 @@ import time
 import numpy as np
 
 from bench import _data
+from bench._timing import best_of
 from curation.minhash import components, near_duplicate_clusters
 
 _SENT = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -172,15 +173,6 @@ def _pool_accidental(texts, truth, preds, threshold, limit=200_000) -> np.ndarra
     return components(2 * len(truth), edges)[0][: len(truth)]
 
 
-def _best(fn, repeats):
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
-
-
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=20000)
@@ -194,9 +186,9 @@ def main(argv=None) -> dict:
     build_s = time.perf_counter() - t0
     print(f"built {len(texts)} docs in {build_s:.1f}s: {made}", file=sys.stderr)
 
-    t_pm, res = _best(lambda: near_duplicate_clusters(texts, threshold=args.threshold), args.repeats)
+    t_pm, res = best_of(lambda: near_duplicate_clusters(texts, threshold=args.threshold), args.repeats)
     print(f"prefmill {t_pm:.2f}s bands={res.bands}", file=sys.stderr)
-    t_ds, ds = _best(lambda: datasketch_clusters(texts, args.threshold), args.repeats)
+    t_ds, ds = best_of(lambda: datasketch_clusters(texts, args.threshold), args.repeats)
     print(f"datasketch {t_ds:.2f}s", file=sys.stderr)
 
     truth = _pool_accidental(texts, planted, [res.cluster_id, ds], args.threshold)

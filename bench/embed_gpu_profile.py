@@ -13,22 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 import numpy as np
 
 from bench import _data
+from bench._timing import best_of
 from curation import gpu_feed
 from curation.embed import Embedder
-
-
-def _best(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def main(argv=None) -> dict:
@@ -55,7 +46,7 @@ def main(argv=None) -> dict:
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     for bs in sizes:
         batches = [order[s:s + bs] for s in range(0, n, bs)]
-        tok_s = _best(lambda: sum(1 for _ in gpu_feed.iter_inputs(model, texts, batches)), args.repeats)
+        tok_s = best_of(lambda: sum(1 for _ in gpu_feed.iter_inputs(model, texts, batches)), args.repeats)[0]
         feats = [{k: torch.from_numpy(v).to(model.device) for k, v in f.items()}
                  for f, _ in gpu_feed.iter_inputs(model, texts, batches)]
 
@@ -65,21 +56,22 @@ def main(argv=None) -> dict:
             sync()
             return outs
 
-        fwd_s = _best(forward, args.repeats)
+        fwd_s = best_of(forward, args.repeats)[0]
         del feats
         run = Embedder(device=args.device, batch_size=bs)
-        pipe_s = _best(lambda: run.embed(texts), args.repeats)
-        base_s = _best(lambda: model.encode(texts, batch_size=bs, show_progress_bar=False), args.repeats)
+        pipe_s = best_of(lambda: run.embed(texts), args.repeats)[0]
+        base_s = best_of(lambda: model.encode(texts, batch_size=bs, show_progress_bar=False), args.repeats)[0]
         row = {k: round(n / v, 1) for k, v in (("tokenize_per_s", tok_s), ("forward_per_s", fwd_s),
                                                 ("pipeline_per_s", pipe_s), ("baseline_per_s", base_s))}
         row["ratio"] = round(base_s / pipe_s, 3)
         result["by_batch_size"][bs] = row
         print(bs, row, file=sys.stderr)
     batches = [order[s:s + sizes[-1]] for s in range(0, n, sizes[-1])]
-    result["tokenize_per_s_by_workers"] = {
-        int(w): round(n / _best(lambda: sum(1 for _ in gpu_feed.iter_inputs(model, texts, batches, workers=int(w))),
-                                args.repeats), 1)
-        for w in args.workers.split(",")}
+    by_workers = {}
+    for w in map(int, args.workers.split(",")):
+        secs = best_of(lambda: sum(1 for _ in gpu_feed.iter_inputs(model, texts, batches, workers=w)), args.repeats)[0]
+        by_workers[w] = round(n / secs, 1)
+    result["tokenize_per_s_by_workers"] = by_workers
     print(json.dumps(result))
     return result
 
