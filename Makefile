@@ -13,7 +13,7 @@ export VLLM_NO_USAGE_STATS=1
 export TOKENIZERS_PARALLELISM=false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=180
 
-.PHONY: install demo test test-fast bench vllm-env clean
+.PHONY: install demo test test-fast lint bench vllm-env clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,6 +25,11 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m prefmill.demo
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

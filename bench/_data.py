@@ -2,13 +2,14 @@
 
 Shared by bench/embed.py, bench/dedup.py and other benches: plain Python records, deterministic order.
 """
+
 from __future__ import annotations
 
 import gzip
 import json
 import random
 import re
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
@@ -20,7 +21,7 @@ def _hh_turns(dialogue: str) -> list[tuple[str, str]]:
     return [(parts[k], parts[k + 1].strip()) for k in range(1, len(parts) - 1, 2)]
 
 
-@lru_cache(maxsize=None)
+@cache
 def hh_rlhf() -> tuple[dict, ...]:
     """hh-rlhf harmless-base: {chosen, rejected} whole dialogues + {prompt, chosen_reply, rejected_reply}."""
     rows = []
@@ -28,14 +29,19 @@ def hh_rlhf() -> tuple[dict, ...]:
         for line in f:
             r = json.loads(line)
             ct, rt = _hh_turns(r["chosen"]), _hh_turns(r["rejected"])
-            rows.append({"chosen": r["chosen"], "rejected": r["rejected"],
-                         "prompt": ct[0][1] if ct else "",
-                         "chosen_reply": ct[-1][1] if ct and ct[-1][0] == "Assistant" else "",
-                         "rejected_reply": rt[-1][1] if rt and rt[-1][0] == "Assistant" else ""})
+            rows.append(
+                {
+                    "chosen": r["chosen"],
+                    "rejected": r["rejected"],
+                    "prompt": ct[0][1] if ct else "",
+                    "chosen_reply": ct[-1][1] if ct and ct[-1][0] == "Assistant" else "",
+                    "rejected_reply": rt[-1][1] if rt and rt[-1][0] == "Assistant" else "",
+                }
+            )
     return tuple(rows)
 
 
-@lru_cache(maxsize=None)
+@cache
 def oasst_messages() -> tuple[dict, ...]:
     """Every message of the 100 oasst trees: {text, role ('prompter'|'assistant'), depth}."""
     out = []
@@ -51,15 +57,17 @@ def oasst_messages() -> tuple[dict, ...]:
     return tuple(out)
 
 
-@lru_cache(maxsize=None)
+@cache
 def llamafactory_dpo() -> tuple[dict, ...]:
     """LLaMA-Factory DPO demo: {prompt (last human turn), chosen, rejected}."""
     rows = json.loads((DATA / "llamafactory_dpo_en_demo" / "dpo_en_demo.json").read_text(encoding="utf-8"))
-    return tuple({"prompt": r["conversations"][-1]["value"], "chosen": r["chosen"]["value"],
-                  "rejected": r["rejected"]["value"]} for r in rows)
+    return tuple(
+        {"prompt": r["conversations"][-1]["value"], "chosen": r["chosen"]["value"], "rejected": r["rejected"]["value"]}
+        for r in rows
+    )
 
 
-@lru_cache(maxsize=None)
+@cache
 def llamafactory_kto() -> tuple[dict, ...]:
     """LLaMA-Factory KTO demo: {prompt, completion, label}."""
     rows = json.loads((DATA / "llamafactory_kto_en_demo" / "kto_en_demo.json").read_text(encoding="utf-8"))

@@ -1,4 +1,5 @@
 """Best-of-N wall-clock timing shared by the benches (the minimum is the least disturbed by other load)."""
+
 from __future__ import annotations
 
 import time

@@ -21,6 +21,7 @@ Timing covers everything from raw strings to clusters: prefmill = ``near_duplica
 Python normalise + 5-shingles + ``MinHash.bulk`` + ``MinHashLSH`` (its default params for the threshold)
 insert + query + the same connected components. Best of ``--repeats`` for both.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,8 @@ def _words(text: str) -> list[str]:
 
 def _jaccard(a: str, b: str, n: int = 5) -> float:
     wa, wb = _words(a), _words(b)
-    sa = {tuple(wa[i:i + n]) for i in range(max(1, len(wa) - n + 1))}
-    sb = {tuple(wb[i:i + n]) for i in range(max(1, len(wb) - n + 1))}
+    sa = {tuple(wa[i : i + n]) for i in range(max(1, len(wa) - n + 1))}
+    sb = {tuple(wb[i : i + n]) for i in range(max(1, len(wb) - n + 1))}
     return len(sa & sb) / max(1, len(sa | sb))
 
 
@@ -57,12 +58,12 @@ def _typo(word: str, rng: random.Random) -> str:
     i = rng.randrange(len(word) - 1)
     kind = rng.randrange(4)
     if kind == 0:
-        return word[:i] + word[i + 1] + word[i] + word[i + 2:]  # swap
+        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]  # swap
     if kind == 1:
-        return word[:i] + word[i + 1:]  # drop
+        return word[:i] + word[i + 1 :]  # drop
     if kind == 2:
         return word[:i] + word[i] + word[i:]  # double
-    return word[:i] + rng.choice("abcdefghijklmnopqrstuvwxyz") + word[i + 1:]  # replace
+    return word[:i] + rng.choice("abcdefghijklmnopqrstuvwxyz") + word[i + 1 :]  # replace
 
 
 def build(n: int, threshold: float, seed: int) -> tuple[list[str], np.ndarray, dict]:
@@ -92,8 +93,9 @@ def build(n: int, threshold: float, seed: int) -> tuple[list[str], np.ndarray, d
             if kind == "exact":
                 v = text
             elif kind == "whitespace":
-                v = "".join(w + (rng.choice(["  ", "\n", "\t", " \n "]) if rng.random() < 0.1 else " ")
-                            for w in text.split()) + rng.choice(["", " ", "\n"])
+                v = "".join(
+                    w + (rng.choice(["  ", "\n", "\t", " \n "]) if rng.random() < 0.1 else " ") for w in text.split()
+                ) + rng.choice(["", " ", "\n"])
             elif kind == "typo":
                 ws = text.split(" ")
                 for k in rng.sample(range(len(ws)), max(1, len(ws) // 100)):
@@ -103,11 +105,11 @@ def build(n: int, threshold: float, seed: int) -> tuple[list[str], np.ndarray, d
                 if len(sents) < 4:
                     continue
                 k = rng.randrange(1, len(sents) - 2)
-                s2 = sents[:k] + [sents[k + 1], sents[k]] + sents[k + 2:]
+                s2 = sents[:k] + [sents[k + 1], sents[k]] + sents[k + 2 :]
                 v = " ".join(s2)
             else:  # negative: first half kept, the rest replaced
                 half = sents[: max(1, len(sents) // 2)]
-                extra, words = [], sum(len(s.split()) for s in sents[len(half):])
+                extra, words = [], sum(len(s.split()) for s in sents[len(half) :])
                 while words > 0:
                     s = rng.choice(pool)
                     extra.append(s)
@@ -132,7 +134,7 @@ def datasketch_clusters(texts: list[str], threshold: float, num_perm: int = 128)
     shingles = []
     for t in texts:
         w = _words(t)
-        shingles.append({" ".join(w[i:i + 5]).encode() for i in range(max(1, len(w) - 4))} if w else set())
+        shingles.append({" ".join(w[i : i + 5]).encode() for i in range(max(1, len(w) - 4))} if w else set())
     sigs = MinHash.bulk(shingles, num_perm=num_perm)
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     with lsh.insertion_session() as session:
@@ -192,8 +194,14 @@ def main(argv=None) -> dict:
     print(f"datasketch {t_ds:.2f}s", file=sys.stderr)
 
     truth = _pool_accidental(texts, planted, [res.cluster_id, ds], args.threshold)
-    out = {"bench": "dedup", "n": len(texts), "threshold": args.threshold, "bands": list(res.bands),
-           "planted": made, "accidental_groups_merged": int(len(np.unique(planted)) - len(np.unique(truth)))}
+    out = {
+        "bench": "dedup",
+        "n": len(texts),
+        "threshold": args.threshold,
+        "bands": list(res.bands),
+        "planted": made,
+        "accidental_groups_merged": int(len(np.unique(planted)) - len(np.unique(truth))),
+    }
     for name, pred in (("prefmill", res.cluster_id), ("datasketch", ds)):
         tp, pp, tt = _pair_counts(pred, truth)
         out[f"{name}_precision"] = round(tp / pp, 4) if pp else 1.0

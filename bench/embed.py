@@ -11,6 +11,7 @@ includes its extra tokenisation pass (truncation count + token-length sort). On 
 fp16 while the baseline gets the same (already halved) model, and ``sentences_per_s`` is set beside the
 published V100 figure for all-MiniLM-L6-v2 (14,200 sentences/s, sbert.net, short sentences).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,7 +50,7 @@ def main(argv=None) -> dict:
     cpu = dict.fromkeys(best, float("inf"))  # CPU seconds of this process: robust to other users' load
     out = {}
     for k in range(args.repeats):
-        for name in (("baseline", "prefmill") if k % 2 == 0 else ("prefmill", "baseline")):
+        for name in ("baseline", "prefmill") if k % 2 == 0 else ("prefmill", "baseline"):
             t0, c0 = time.perf_counter(), time.process_time()
             out[name] = (baseline if name == "baseline" else prefmill)()
             wall, used = time.perf_counter() - t0, time.process_time() - c0
@@ -58,13 +59,18 @@ def main(argv=None) -> dict:
     ref = np.asarray(out["baseline"], np.float32)
     ref /= np.linalg.norm(ref, axis=1, keepdims=True)
     result = {
-        "bench": "embed", "model": emb.model_name, "device": emb.device, "n": len(texts),
-        "batch_size": args.batch_size, "truncated": out["prefmill"].truncated,
+        "bench": "embed",
+        "model": emb.model_name,
+        "device": emb.device,
+        "n": len(texts),
+        "batch_size": args.batch_size,
+        "truncated": out["prefmill"].truncated,
         "max_abs_diff_vs_baseline": float(np.abs(out["prefmill"].vectors - ref).max()),
         "prefmill_per_s": round(len(texts) / best["prefmill"], 2),
         "baseline_per_s": round(len(texts) / best["baseline"], 2),
         "ratio": round(best["baseline"] / best["prefmill"], 3),
-        "prefmill_cpu_s": round(cpu["prefmill"], 2), "baseline_cpu_s": round(cpu["baseline"], 2),
+        "prefmill_cpu_s": round(cpu["prefmill"], 2),
+        "baseline_cpu_s": round(cpu["baseline"], 2),
         "cpu_ratio": round(cpu["baseline"] / cpu["prefmill"], 3),
     }
     if emb.device.startswith("cuda"):

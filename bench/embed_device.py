@@ -10,6 +10,7 @@ random selection's own overlap across seeds as the yardstick of "no agreement". 
 float32 array embedded on another machine with the original fp32 weights for the first m texts (checks a
 half-precision copy of the weights carried to the GPU machine). Prints one JSON object as its last line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,14 +70,22 @@ def main(argv=None) -> dict:
     g, c = out
     cos = np.einsum("ij,ij->i", g, c)
     table = pa.table({"record_id": [f"r{i}" for i in range(len(texts))]})
-    result = {"bench": "embed_device", "n": len(texts), "budget": args.budget, "devices": devices,
-              "texts_per_s": [round(len(texts) / s, 1) for s in secs],
-              "cosine_min": round(float(cos.min()), 6), "cosine_mean": round(float(cos.mean()), 6),
-              "top10_neighbour_overlap": round(_topk_overlap(g, c), 4)}
+    result = {
+        "bench": "embed_device",
+        "n": len(texts),
+        "budget": args.budget,
+        "devices": devices,
+        "texts_per_s": [round(len(texts) / s, 1) for s in secs],
+        "cosine_min": round(float(cos.min()), 6),
+        "cosine_mean": round(float(cos.mean()), 6),
+        "top10_neighbour_overlap": round(_topk_overlap(g, c), 4),
+    }
     for thr in (0.95, 0.90):
         rg, rc = _removed(table, g, thr), _removed(table, c, thr)
-        result[f"semantic_dedup_{thr}"] = {"removed": [int(rg.sum()), int(rc.sum())],
-                                           "jaccard": round(_jaccard(rg, rc), 4)}
+        result[f"semantic_dedup_{thr}"] = {
+            "removed": [int(rg.sum()), int(rc.sum())],
+            "jaccard": round(_jaccard(rg, rc), 4),
+        }
     for method in ("isa", "kcenter"):
         sg = select(method, g, args.budget, seed=0).selected
         sc = select(method, c, args.budget, seed=0).selected
@@ -85,8 +94,8 @@ def main(argv=None) -> dict:
     result["random_seed0_vs_seed1_jaccard"] = round(_jaccard(r0, r1), 4)
     if args.reference:
         ref = np.load(args.reference)
-        ref_cos_gpu = np.einsum("ij,ij->i", g[:len(ref)], ref)
-        ref_cos_cpu = np.einsum("ij,ij->i", c[:len(ref)], ref)
+        ref_cos_gpu = np.einsum("ij,ij->i", g[: len(ref)], ref)
+        ref_cos_cpu = np.einsum("ij,ij->i", c[: len(ref)], ref)
         result["reference_rows"] = len(ref)
         result["reference_cosine_min"] = [round(float(ref_cos_gpu.min()), 6), round(float(ref_cos_cpu.min()), 6)]
     print(json.dumps(result))

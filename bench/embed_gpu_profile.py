@@ -8,6 +8,7 @@ inputs tokenised beforehand, one synchronisation at the end), ``pipeline_per_s``
 ``baseline_per_s`` (plain ``encode`` at that batch size, same model object). Then tokenising alone with
 each worker count at the largest batch size. Best of ``--repeats``. One JSON object as the last line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,14 +42,21 @@ def main(argv=None) -> dict:
     extras = gpu_feed._CHECKED[id(model)][2]
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     emb.embed(texts[:256])  # warm-up: kernels, allocator, pinned pool
-    result = {"bench": "embed_gpu_profile", "n": n, "device": args.device,
-              "default_workers": gpu_feed.default_workers(), "by_batch_size": {}}
+    result = {
+        "bench": "embed_gpu_profile",
+        "n": n,
+        "device": args.device,
+        "default_workers": gpu_feed.default_workers(),
+        "by_batch_size": {},
+    }
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     for bs in sizes:
-        batches = [order[s:s + bs] for s in range(0, n, bs)]
+        batches = [order[s : s + bs] for s in range(0, n, bs)]
         tok_s = best_of(lambda: sum(1 for _ in gpu_feed.iter_inputs(model, texts, batches)), args.repeats)[0]
-        feats = [{k: torch.from_numpy(v).to(model.device) for k, v in f.items()}
-                 for f, _ in gpu_feed.iter_inputs(model, texts, batches)]
+        feats = [
+            {k: torch.from_numpy(v).to(model.device) for k, v in f.items()}
+            for f, _ in gpu_feed.iter_inputs(model, texts, batches)
+        ]
 
         def forward():
             with torch.inference_mode():
@@ -61,12 +69,19 @@ def main(argv=None) -> dict:
         run = Embedder(device=args.device, batch_size=bs)
         pipe_s = best_of(lambda: run.embed(texts), args.repeats)[0]
         base_s = best_of(lambda: model.encode(texts, batch_size=bs, show_progress_bar=False), args.repeats)[0]
-        row = {k: round(n / v, 1) for k, v in (("tokenize_per_s", tok_s), ("forward_per_s", fwd_s),
-                                                ("pipeline_per_s", pipe_s), ("baseline_per_s", base_s))}
+        row = {
+            k: round(n / v, 1)
+            for k, v in (
+                ("tokenize_per_s", tok_s),
+                ("forward_per_s", fwd_s),
+                ("pipeline_per_s", pipe_s),
+                ("baseline_per_s", base_s),
+            )
+        }
         row["ratio"] = round(base_s / pipe_s, 3)
         result["by_batch_size"][bs] = row
         print(bs, row, file=sys.stderr)
-    batches = [order[s:s + sizes[-1]] for s in range(0, n, sizes[-1])]
+    batches = [order[s : s + sizes[-1]] for s in range(0, n, sizes[-1])]
     by_workers = {}
     for w in map(int, args.workers.split(",")):
         secs = best_of(lambda: sum(1 for _ in gpu_feed.iter_inputs(model, texts, batches, workers=w)), args.repeats)[0]

@@ -12,6 +12,7 @@ wall and CPU seconds (CPU counts the ingest worker processes too) per phase of `
 At this size ingest runs on forked parallel workers (pipelines/ingest.py); ``--direct_num_workers=1``
 measures the in-process runner instead.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,7 +36,7 @@ SOURCE = ROOT / "examples" / "data" / "hh_rlhf_harmless_base" / "test.jsonl.gz"
 
 def _split(dialogue: str) -> tuple[str, str]:
     i = dialogue.rfind("\n\nAssistant:")
-    return dialogue[:i], dialogue[i + len("\n\nAssistant:"):]
+    return dialogue[:i], dialogue[i + len("\n\nAssistant:") :]
 
 
 def build_file(path: Path, n: int, seed: int = 0) -> int:
@@ -49,8 +50,10 @@ def build_file(path: Path, n: int, seed: int = 0) -> int:
             a, b = rng.sample(answers, 2)
             if a.strip() == b.strip():
                 b = b + " (alt)"
-            f.write(json.dumps({"chosen": f"{p}\n\nAssistant:{a}", "rejected": f"{p}\n\nAssistant:{b}"},
-                               ensure_ascii=False) + "\n")
+            f.write(
+                json.dumps({"chosen": f"{p}\n\nAssistant:{a}", "rejected": f"{p}\n\nAssistant:{b}"}, ensure_ascii=False)
+                + "\n"
+            )
     return path.stat().st_size
 
 
@@ -59,8 +62,9 @@ def bench_duckdb(path: Path, out_dir: Path) -> tuple[float, float]:
 
     con = duckdb.connect()
     t0, c0 = time.perf_counter(), cpu_seconds()
-    con.execute(f"COPY (SELECT * FROM read_json('{path}')) TO '{out_dir / 'duck.parquet'}' "
-                "(FORMAT parquet, COMPRESSION zstd)")
+    con.execute(
+        f"COPY (SELECT * FROM read_json('{path}')) TO '{out_dir / 'duck.parquet'}' (FORMAT parquet, COMPRESSION zstd)"
+    )
     dt, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     con.close()
     return dt, cpu
@@ -101,6 +105,7 @@ class _Phases:
             finally:
                 self.wall[name] = round(time.perf_counter() - t0, 2)
                 self.cpu[name] = round(cpu_seconds() - c0, 2)
+
         return timed
 
 
@@ -122,8 +127,17 @@ def bench_prefmill(path: Path, wh_dir: Path, beam_args: list[str]) -> tuple[floa
         for n, fn in originals.items():
             setattr(jobs, n, fn)
     c = report.counts
-    return dt, cpu, {"rows_read": c.rows_read, "rows_kept": c.rows_kept - report.commit.rows_duplicate,
-                     "rows_rejected": c.rows_rejected, "rows_duplicate": report.commit.rows_duplicate}, phases
+    return (
+        dt,
+        cpu,
+        {
+            "rows_read": c.rows_read,
+            "rows_kept": c.rows_kept - report.commit.rows_duplicate,
+            "rows_rejected": c.rows_rejected,
+            "rows_duplicate": report.commit.rows_duplicate,
+        },
+        phases,
+    )
 
 
 def main() -> None:

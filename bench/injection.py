@@ -11,6 +11,7 @@ Each payload is planted in the rejected reply; see judges.injection.flip_report 
 A random tiny model's flip rates say nothing about real judges: there they only show the run works.
 Prints one JSON object as its last line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +63,9 @@ def run(url: str, model: str, items: list, position: str, concurrency: int) -> t
     with HTTPEngine(url, model, concurrency=concurrency, timeout_s=300) as engine:
         report = flip_report(engine, items, position=position)
         stats = engine.stats.as_dict()
-    return report.summary(), {k: stats[k] for k in ("requests", "sent", "failures", "prompt_tokens",
-                                                    "completion_tokens")}
+    return report.summary(), {
+        k: stats[k] for k in ("requests", "sent", "failures", "prompt_tokens", "completion_tokens")
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -89,18 +91,33 @@ def main(argv: list[str] | None = None) -> dict:
             print("starting vllm serve ...", file=sys.stderr, flush=True)
             with vllm_env.serve(path, log_path=Path(tmp) / "vllm.log") as server:
                 summary, usage = run(server.url, server.model, items, args.position, args.concurrency)
-        about = {"model": "tiny random GPT-2 (judges.tiny_model)",
-                 "server": f"vllm {vllm_env.VLLM_VERSION} ({vllm_env.flavor()})", "tiny_random_model": True,
-                 "note": "random weights: these rates say nothing about real judges, only that the run works"}
+        about = {
+            "model": "tiny random GPT-2 (judges.tiny_model)",
+            "server": f"vllm {vllm_env.VLLM_VERSION} ({vllm_env.flavor()})",
+            "tiny_random_model": True,
+            "note": "random weights: these rates say nothing about real judges, only that the run works",
+        }
     per = summary.pop("per_payload")
     for pid, s in per.items():
-        print(f"{pid:26s} judged {s['judged']:3d} rejected {s['rejected']:3d}  flips swapped "
-              f"{s['flips_swapped']:3d}/{s['eligible_swapped']:<3d} single {s['flips_single']:3d}/"
-              f"{s['eligible_single']:<3d}", file=sys.stderr)
-    result = {**summary, "data": "hh_rlhf_harmless_base/test.jsonl.gz", **about, "engine": usage,
-              "per_payload": {pid: {k: s[k] for k in ("judged", "rejected", "flips_swapped", "flips_single",
-                                                      "eligible_swapped", "eligible_single")}
-                              for pid, s in per.items()}}
+        print(
+            f"{pid:26s} judged {s['judged']:3d} rejected {s['rejected']:3d}  flips swapped "
+            f"{s['flips_swapped']:3d}/{s['eligible_swapped']:<3d} single {s['flips_single']:3d}/"
+            f"{s['eligible_single']:<3d}",
+            file=sys.stderr,
+        )
+    result = {
+        **summary,
+        "data": "hh_rlhf_harmless_base/test.jsonl.gz",
+        **about,
+        "engine": usage,
+        "per_payload": {
+            pid: {
+                k: s[k]
+                for k in ("judged", "rejected", "flips_swapped", "flips_single", "eligible_swapped", "eligible_single")
+            }
+            for pid, s in per.items()
+        },
+    }
     print(json.dumps(result))
     return result
 

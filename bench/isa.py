@@ -84,8 +84,12 @@ def main(argv=None) -> dict:
         with blas_threads(threads):  # same thread budget as ours
             ref, b_seconds, b_peak = measure(lambda: baseline(x))
         rho = float(np.corrcoef(np.argsort(np.argsort(fit.delta_entropy)), np.argsort(np.argsort(ref)))[0, 1])
-        out["baseline"] = {"name": "sklearn PCA(32)+GaussianMixture(2)", "seconds": round(b_seconds, 2),
-                           "peak_mib": round(b_peak, 1), "spearman_vs_ours": round(rho, 4)}
+        out["baseline"] = {
+            "name": "sklearn PCA(32)+GaussianMixture(2)",
+            "seconds": round(b_seconds, 2),
+            "peak_mib": round(b_peak, 1),
+            "spearman_vs_ours": round(rho, 4),
+        }
     tracemalloc.stop()
     out["maxrss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
     print(json.dumps(out))

@@ -6,6 +6,7 @@ semaphore of the same concurrency. Prints progress lines, then ONE JSON object a
 
     .venv/bin/python -m bench.judge_client [--n 10000] [--concurrency 64] [--rounds 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,12 @@ MODEL = "fake-judge"
 
 
 def start_server(latency_ms: float) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "tests.judges.fake_openai_server", "--latency-ms", str(latency_ms)],
-                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.judges.fake_openai_server", "--latency-ms", str(latency_ms)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     line = proc.stdout.readline()
     if not line.startswith("PORT "):
         proc.kill()
@@ -46,8 +51,10 @@ def checked(url: str, n: int, name: str, fn, *args) -> tuple[float, float]:
 
 
 def messages(i: int, tag: str) -> list[dict]:
-    return [{"role": "system", "content": "You are an impartial judge."},
-            {"role": "user", "content": f"[{tag}] Which response is better for prompt {i}? A or B."}]
+    return [
+        {"role": "system", "content": "You are an impartial judge."},
+        {"role": "user", "content": f"[{tag}] Which response is better for prompt {i}? A or B."},
+    ]
 
 
 def bench_prefmill(url: str, n: int, concurrency: int, tag: str) -> tuple[float, float]:
@@ -76,8 +83,9 @@ def bench_baseline(url: str, n: int, concurrency: int, tag: str) -> tuple[float,
 
         async def one(i: int, t: str):
             async with sem:
-                r = await client.chat.completions.create(model=MODEL, messages=messages(i, t), temperature=0.0,
-                                                         max_tokens=8)
+                r = await client.chat.completions.create(
+                    model=MODEL, messages=messages(i, t), temperature=0.0, max_tokens=8
+                )
                 return r.choices[0].message.content
 
         await asyncio.gather(*(one(i, tag + "-warm") for i in range(concurrency)))
@@ -112,10 +120,16 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         proc.kill()
         proc.wait()
-    result = {"prefmill_req_per_s": round(max(ours), 1), "baseline_req_per_s": round(max(base), 1),
-              "ratio": round(max(ours) / max(base), 2), "concurrency": args.concurrency, "n": args.n,
-              "server_latency_ms": args.latency_ms, "client_cpu_us_per_req": round(min(ours_cpu)),
-              "baseline_cpu_us_per_req": round(min(base_cpu))}
+    result = {
+        "prefmill_req_per_s": round(max(ours), 1),
+        "baseline_req_per_s": round(max(base), 1),
+        "ratio": round(max(ours) / max(base), 2),
+        "concurrency": args.concurrency,
+        "n": args.n,
+        "server_latency_ms": args.latency_ms,
+        "client_cpu_us_per_req": round(min(ours_cpu)),
+        "baseline_cpu_us_per_req": round(min(base_cpu)),
+    }
     print(json.dumps(result), flush=True)
     return result
 

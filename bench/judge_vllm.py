@@ -9,6 +9,7 @@ on the same prompts and sampling (``ignore_eos`` so every completion has exactly
 All prompts are sent once before timing, so vLLM's prefix cache is equally warm for both sides.
 The server is the bottleneck; the target is ratio >= 0.95. Prints one JSON object as its last line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,16 @@ from pathlib import Path
 
 
 def make_prompts(n: int) -> list[str]:
-    topics = ["the capital of France", "prime numbers", "a haiku about rain", "sorting algorithms",
-              "the water cycle", "photosynthesis", "a polite refusal", "unit tests"]
+    topics = [
+        "the capital of France",
+        "prime numbers",
+        "a haiku about rain",
+        "sorting algorithms",
+        "the water cycle",
+        "photosynthesis",
+        "a polite refusal",
+        "unit tests",
+    ]
     return [f"Request {i}: explain {topics[i % len(topics)]} in one sentence." for i in range(n)]
 
 
@@ -46,12 +55,19 @@ async def _baseline(base_url: str, model: str, prompts: list[str], max_tokens: i
 
     sem = asyncio.Semaphore(concurrency)
     async with AsyncOpenAI(base_url=base_url, api_key="EMPTY", max_retries=0, timeout=300) as client:
+
         async def one(p: str) -> int:
             async with sem:
                 r = await client.chat.completions.create(
-                    model=model, messages=[{"role": "user", "content": p}], max_tokens=max_tokens, n=1,
-                    extra_body={"ignore_eos": True}, **SAMPLING)
+                    model=model,
+                    messages=[{"role": "user", "content": p}],
+                    max_tokens=max_tokens,
+                    n=1,
+                    extra_body={"ignore_eos": True},
+                    **SAMPLING,
+                )
                 return r.usage.completion_tokens if r.choices else -1
+
         got = await asyncio.gather(*(one(p) for p in prompts))
         TOKENS["baseline"] = sum(t for t in got if t > 0)
         return sum(t > 0 for t in got)
@@ -92,8 +108,9 @@ def main(argv: list[str] | None = None) -> dict:
                             dt, ok = run_prefmill(engine, prompts, args.max_tokens)
                             ours.append(ok / dt)
                         else:
-                            dt, ok = run_baseline(server.base_url, server.model, prompts, args.max_tokens,
-                                                  args.concurrency)
+                            dt, ok = run_baseline(
+                                server.base_url, server.model, prompts, args.max_tokens, args.concurrency
+                            )
                             theirs.append(ok / dt)
                         if ok != len(prompts):
                             raise SystemExit(f"{side}: only {ok}/{len(prompts)} completions succeeded")
@@ -106,8 +123,11 @@ def main(argv: list[str] | None = None) -> dict:
         "prefmill_rounds": [round(x, 2) for x in ours],
         "baseline_rounds": [round(x, 2) for x in theirs],
         "completion_tokens_per_round": dict(TOKENS),
-        "requests": args.requests, "concurrency": args.concurrency, "max_tokens": args.max_tokens,
-        "model": "tiny random GPT-2 (judges.tiny_model)", "server": f"vllm {vllm_env.VLLM_VERSION} ({vllm_env.flavor()})",
+        "requests": args.requests,
+        "concurrency": args.concurrency,
+        "max_tokens": args.max_tokens,
+        "model": "tiny random GPT-2 (judges.tiny_model)",
+        "server": f"vllm {vllm_env.VLLM_VERSION} ({vllm_env.flavor()})",
     }
     print(json.dumps(result))
     return result

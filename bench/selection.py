@@ -63,8 +63,14 @@ def load_pairs() -> list[dict]:
             pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "source": "hh_rlhf"})
     for r in json.loads((DATA / "llamafactory_dpo_en_demo" / "dpo_en_demo.json").read_text()):
         human = [m["value"] for m in r["conversations"] if m["from"] == "human"]
-        pairs.append({"prompt": human[-1] if human else "", "chosen": r["chosen"]["value"],
-                      "rejected": r["rejected"]["value"], "source": "llamafactory_dpo"})
+        pairs.append(
+            {
+                "prompt": human[-1] if human else "",
+                "chosen": r["chosen"]["value"],
+                "rejected": r["rejected"]["value"],
+                "source": "llamafactory_dpo",
+            }
+        )
     for r in json.loads((DATA / "pandalm_testset" / "testset-v1.json").read_text()):
         r = {k: v if isinstance(v, (str, int)) and not isinstance(v, bool) else str(v) for k, v in r.items()}
         votes = Counter(r[f"annotator{i}"] for i in (1, 2, 3))
@@ -93,8 +99,12 @@ def embed_cached(texts: list[str], cache_dir: Path) -> tuple[np.ndarray, dict]:
     path = cache_dir / f"selection-{h.hexdigest()[:24]}.npz"
     if path.exists():
         with np.load(path) as z:
-            return z["vectors"], {"cached": True, "embed_seconds": 0.0, "truncated": int(z["truncated"]),
-                                  "embedder": str(z["embedder"])}
+            return z["vectors"], {
+                "cached": True,
+                "embed_seconds": 0.0,
+                "truncated": int(z["truncated"]),
+                "embedder": str(z["embedder"]),
+            }
     t0 = time.perf_counter()
     if embedder is not None:
         res = embedder.encode(texts)
@@ -111,8 +121,7 @@ def embed_cached(texts: list[str], cache_dir: Path) -> tuple[np.ndarray, dict]:
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, vectors=vectors, truncated=truncated, embedder=name)
     os.replace(tmp, path)  # atomic: a killed run leaves no half-written cache
-    return vectors, {"cached": False, "embed_seconds": round(seconds, 1), "truncated": int(truncated),
-                     "embedder": name}
+    return vectors, {"cached": False, "embed_seconds": round(seconds, 1), "truncated": int(truncated), "embedder": name}
 
 
 # ---- experiment ----------------------------------------------------------------------------
@@ -122,8 +131,9 @@ def run(args) -> dict:
     if args.limit and args.limit < len(pairs):
         pairs = [pairs[i] for i in np.sort(rng.choice(len(pairs), args.limit, replace=False))]
     prompts = [p["prompt"] for p in pairs]
-    texts = response_texts(prompts, [p["chosen"] for p in pairs]) + \
-        response_texts(prompts, [p["rejected"] for p in pairs])
+    texts = response_texts(prompts, [p["chosen"] for p in pairs]) + response_texts(
+        prompts, [p["rejected"] for p in pairs]
+    )
     uniq = sorted(set(texts))
     vecs, emb_info = embed_cached(uniq, Path(args.cache_dir))
     row = {t: i for i, t in enumerate(uniq)}
@@ -188,8 +198,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--limit", type=int, default=None, help="use a fixed random sample of N pairs")
     ap.add_argument("--budget", type=float, default=0.1)
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--cache-dir", default=os.environ.get(
-        "PREFMILL_BENCH_CACHE", str(Path(tempfile.gettempdir()) / "prefmill-bench-cache")))
+    ap.add_argument(
+        "--cache-dir",
+        default=os.environ.get("PREFMILL_BENCH_CACHE", str(Path(tempfile.gettempdir()) / "prefmill-bench-cache")),
+    )
     out = run(ap.parse_args(argv))
     print(json.dumps(out))
     return out

@@ -9,23 +9,37 @@ By default rows only duplicate each other when their ``annotator_id`` and ``labe
 same pair judged by two annotators is two judgements, not a duplicate, and minority preferences must survive
 dedup (DESIGN.md §7, MaxMin-RLHF).
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curation.minhash import (NORMALISE_ALL, components, hash_strings, near_duplicate_clusters, normalise,
-                              pair_jaccard, shingle)
+from curation.minhash import (
+    NORMALISE_ALL,
+    components,
+    hash_strings,
+    near_duplicate_clusters,
+    normalise,
+    pair_jaccard,
+    shingle,
+)
 from curation.recipes import shape_of, text_array
 
-REMOVALS = pa.schema([pa.field("record_id", pa.string()), pa.field("step", pa.string()),
-                      pa.field("reason", pa.string()), pa.field("duplicate_of", pa.string()),
-                      pa.field("detail", pa.string())])
+REMOVALS = pa.schema(
+    [
+        pa.field("record_id", pa.string()),
+        pa.field("step", pa.string()),
+        pa.field("reason", pa.string()),
+        pa.field("duplicate_of", pa.string()),
+        pa.field("detail", pa.string()),
+    ]
+)
 DEFAULT_BY = ("annotator_id", "label")
 
 
@@ -39,11 +53,16 @@ class DedupResult:
     def step_counts(self) -> dict:
         """rows_in = rows_kept + rows_rejected + rows_duplicate (docs/contracts.md "Counting")."""
         dup = self.removed.num_rows - self.removed.column("duplicate_of").null_count
-        return {"rows_in": self.kept.num_rows + self.removed.num_rows, "rows_kept": self.kept.num_rows,
-                "rows_rejected": self.removed.num_rows - dup, "rows_duplicate": dup}
+        return {
+            "rows_in": self.kept.num_rows + self.removed.num_rows,
+            "rows_kept": self.kept.num_rows,
+            "rows_rejected": self.removed.num_rows - dup,
+            "rows_duplicate": dup,
+        }
 
 
 # ---------------------------------------------------------------- helpers
+
 
 def _codes(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Dense int code per row; nulls get one code of their own."""
@@ -74,20 +93,31 @@ def _first_of_group(codes: np.ndarray) -> np.ndarray:
     return first[inverse.reshape(-1)].astype(np.int64)
 
 
-def _result(table: pa.Table, remove: np.ndarray, step: str, reason: np.ndarray | str,
-            dup_of: np.ndarray | None, detail: list[str | None] | None, stats: dict) -> DedupResult:
+def _result(
+    table: pa.Table,
+    remove: np.ndarray,
+    step: str,
+    reason: np.ndarray | str,
+    dup_of: np.ndarray | None,
+    detail: list[str | None] | None,
+    stats: dict,
+) -> DedupResult:
     """Split ``table`` by the boolean ``remove`` mask into kept rows and removal records."""
     idx = np.flatnonzero(remove)
     ids = table.column("record_id").combine_chunks()
     reasons = [reason] * len(idx) if isinstance(reason, str) else list(np.asarray(reason)[idx])
-    removed = pa.table({
-        "record_id": ids.take(pa.array(idx, pa.int64())),
-        "step": pa.array([step] * len(idx), pa.string()),
-        "reason": pa.array(reasons, pa.string()),
-        "duplicate_of": (ids.take(pa.array(dup_of[idx], pa.int64())) if dup_of is not None
-                         else pa.nulls(len(idx), pa.string())),
-        "detail": pa.array([detail[i] for i in idx] if detail is not None else [None] * len(idx), pa.string()),
-    }, schema=REMOVALS)
+    removed = pa.table(
+        {
+            "record_id": ids.take(pa.array(idx, pa.int64())),
+            "step": pa.array([step] * len(idx), pa.string()),
+            "reason": pa.array(reasons, pa.string()),
+            "duplicate_of": (
+                ids.take(pa.array(dup_of[idx], pa.int64())) if dup_of is not None else pa.nulls(len(idx), pa.string())
+            ),
+            "detail": pa.array([detail[i] for i in idx] if detail is not None else [None] * len(idx), pa.string()),
+        },
+        schema=REMOVALS,
+    )
     kept = table.filter(pa.array(~remove)) if len(idx) else table
     stats = {"rows_in": table.num_rows, "rows_kept": kept.num_rows, "rows_removed": len(idx), **stats}
     return DedupResult(kept, removed, stats)
@@ -96,8 +126,18 @@ def _result(table: pa.Table, remove: np.ndarray, step: str, reason: np.ndarray |
 def _details(rows: np.ndarray, **cols) -> list[str | None]:
     out: list[str | None] = [None] * len(rows)
     for i in np.flatnonzero(rows):
-        out[i] = json.dumps({k: (round(float(v[i]), 4) if isinstance(v[i], (float, np.floating)) else
-                                 v[i].item() if hasattr(v[i], "item") else v[i]) for k, v in cols.items()})
+        out[i] = json.dumps(
+            {
+                k: (
+                    round(float(v[i]), 4)
+                    if isinstance(v[i], (float, np.floating))
+                    else v[i].item()
+                    if hasattr(v[i], "item")
+                    else v[i]
+                )
+                for k, v in cols.items()
+            }
+        )
     return out
 
 
@@ -109,8 +149,9 @@ def _edge_max(n: int, pairs: np.ndarray, sim: np.ndarray) -> np.ndarray:
     return best
 
 
-def _dedup_by_graph(table: pa.Table, pairs: np.ndarray, sim: np.ndarray, by, step: str, reason: str,
-                    stats: dict, sim_name: str) -> DedupResult:
+def _dedup_by_graph(
+    table: pa.Table, pairs: np.ndarray, sim: np.ndarray, by, step: str, reason: str, stats: dict, sim_name: str
+) -> DedupResult:
     n = table.num_rows
     _, comp = components(n, pairs)
     rep = _first_of_group(_group_codes(table, by, comp))
@@ -121,6 +162,7 @@ def _dedup_by_graph(table: pa.Table, pairs: np.ndarray, sim: np.ndarray, by, ste
 
 
 # ---------------------------------------------------------------- exact / near / semantic
+
 
 def exact_dedup(table: pa.Table, recipe: str = "pair", by: Sequence[str] | None = DEFAULT_BY) -> DedupResult:
     """Drop repeated rows: same ``record_id`` (reason ``duplicate_record``) or same recipe text (after the
@@ -136,8 +178,9 @@ def exact_dedup(table: pa.Table, recipe: str = "pair", by: Sequence[str] | None 
     return _result(table, remove, "exact_dedup", reason, rep, detail, {"recipe": recipe})
 
 
-def near_dedup(table: pa.Table, recipe: str = "pair", threshold: float = 0.8,
-               by: Sequence[str] | None = DEFAULT_BY, **minhash_kw) -> DedupResult:
+def near_dedup(
+    table: pa.Table, recipe: str = "pair", threshold: float = 0.8, by: Sequence[str] | None = DEFAULT_BY, **minhash_kw
+) -> DedupResult:
     """MinHash near-duplicates of the recipe text over the whole table (reason ``near_duplicate``)."""
     if table.num_rows == 0:
         return _result(table, np.zeros(0, bool), "near_dedup", "near_duplicate", None, None, {})
@@ -151,16 +194,20 @@ def _unit(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(vectors, dtype=np.float32)
     if x.ndim != 2:
         raise ValueError(f"vectors must be 2-D (rows, dim), got shape {x.shape}")
-    norms = np.sqrt(np.einsum("ij,ij->i", np.nan_to_num(x, posinf=0, neginf=0), np.nan_to_num(x, posinf=0, neginf=0),
-                              dtype=np.float64))
+    norms = np.sqrt(
+        np.einsum(
+            "ij,ij->i", np.nan_to_num(x, posinf=0, neginf=0), np.nan_to_num(x, posinf=0, neginf=0), dtype=np.float64
+        )
+    )
     valid = np.isfinite(x).all(axis=1) & (norms > 0)
     out = np.zeros_like(x)
     out[valid] = x[valid] / norms[valid, None].astype(np.float32)
     return out, valid
 
 
-def similar_pairs(vectors: np.ndarray, threshold: float, groups: np.ndarray | None = None,
-                  block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+def similar_pairs(
+    vectors: np.ndarray, threshold: float, groups: np.ndarray | None = None, block: int = 2048
+) -> tuple[np.ndarray, np.ndarray]:
     """All pairs (i < j) with cosine >= ``threshold`` (within equal ``groups`` when given), as (pairs, cos).
 
     Blockwise: at most ``block`` x ``block`` similarities exist at once, never the n x n matrix. With
@@ -193,8 +240,8 @@ def similar_pairs(vectors: np.ndarray, threshold: float, groups: np.ndarray | No
         for s, m in zip(starts[big], sizes[big]):  # big groups: upper-triangle tiles
             for a0 in range(s, s + m, block):
                 for b0 in range(a0, s + m, block):
-                    a, b = rows[a0:min(a0 + block, s + m)], rows[b0:min(b0 + block, s + m)]
-                    emit(a, b, gs[a0:a0 + len(a)], gs[b0:b0 + len(b)], a0 == b0)
+                    a, b = rows[a0 : min(a0 + block, s + m)], rows[b0 : min(b0 + block, s + m)]
+                    emit(a, b, gs[a0 : a0 + len(a)], gs[b0 : b0 + len(b)], a0 == b0)
         small = (~big) & (sizes > 1)
         if small.any():  # pack consecutive small groups: a group starting in chunk k belongs to chunk k
             sel = np.repeat(small, sizes)
@@ -209,9 +256,14 @@ def similar_pairs(vectors: np.ndarray, threshold: float, groups: np.ndarray | No
     return np.concatenate(out_p), np.concatenate(out_s)
 
 
-def semantic_dedup(table: pa.Table, vectors: np.ndarray, threshold: float = 0.95,
-                   within: np.ndarray | pa.Array | None = None, by: Sequence[str] | None = DEFAULT_BY,
-                   block: int = 2048) -> DedupResult:
+def semantic_dedup(
+    table: pa.Table,
+    vectors: np.ndarray,
+    threshold: float = 0.95,
+    within: np.ndarray | pa.Array | None = None,
+    by: Sequence[str] | None = DEFAULT_BY,
+    block: int = 2048,
+) -> DedupResult:
     """Rows whose embeddings have cosine >= ``threshold`` (transitively) are duplicates (``semantic_duplicate``).
 
     ``vectors`` are row-aligned. ``within`` (e.g. the ``prompt_cluster`` column) restricts comparisons to rows
@@ -222,15 +274,25 @@ def semantic_dedup(table: pa.Table, vectors: np.ndarray, threshold: float = 0.95
         raise ValueError(f"need one vector per row: {table.num_rows} rows, vectors of shape {vectors.shape}")
     if table.num_rows == 0:
         return _result(table, np.zeros(0, bool), "semantic_dedup", "semantic_duplicate", None, None, {})
-    groups = None if within is None else _codes(within if isinstance(within, (pa.Array, pa.ChunkedArray))
-                                                else pa.array(np.asarray(within).tolist()))
+    groups = (
+        None
+        if within is None
+        else _codes(
+            within if isinstance(within, (pa.Array, pa.ChunkedArray)) else pa.array(np.asarray(within).tolist())
+        )
+    )
     pairs, sim = similar_pairs(vectors, threshold, groups, block)
-    stats = {"threshold": threshold, "edges": int(len(pairs)), "bad_vectors": int((~_unit(vectors)[1]).sum()),
-             "within_clusters": within is not None}
+    stats = {
+        "threshold": threshold,
+        "edges": int(len(pairs)),
+        "bad_vectors": int((~_unit(vectors)[1]).sum()),
+        "within_clusters": within is not None,
+    }
     return _dedup_by_graph(table, pairs, sim, by, "semantic_dedup", "semantic_duplicate", stats, "cosine")
 
 
 # ---------------------------------------------------------------- pair-aware rules
+
 
 def pair_similarity(a: pa.Array | Sequence[str], b: pa.Array | Sequence[str], char_ngram: int = 5) -> np.ndarray:
     """Row-wise similarity of two text columns: 1.0 when equal after normalisation, else the exact Jaccard of
@@ -252,12 +314,25 @@ def near_identical_pairs(table: pa.Table, threshold: float = 0.9) -> DedupResult
         return _result(table, np.zeros(0, bool), "near_identical_pairs", "near_identical_pair", None, None, {})
     sim = pair_similarity(text_array(table, "chosen"), text_array(table, "rejected"))
     remove = sim >= threshold
-    return _result(table, remove, "near_identical_pairs", "near_identical_pair", None,
-                   _details(remove, similarity=sim), {"threshold": threshold})
+    return _result(
+        table,
+        remove,
+        "near_identical_pairs",
+        "near_identical_pair",
+        None,
+        _details(remove, similarity=sim),
+        {"threshold": threshold},
+    )
 
 
-def prompt_clusters(table: pa.Table, vectors: np.ndarray | None = None, threshold: float = 0.7,
-                    embed_threshold: float = 0.9, column: str = "prompt_cluster", **minhash_kw) -> pa.Table:
+def prompt_clusters(
+    table: pa.Table,
+    vectors: np.ndarray | None = None,
+    threshold: float = 0.7,
+    embed_threshold: float = 0.9,
+    column: str = "prompt_cluster",
+    **minhash_kw,
+) -> pa.Table:
     """Add ``column``: the ``prompt_id`` of the cluster's representative prompt (lowest row index).
 
     Distinct prompts are clustered by MinHash over the prompt text (char n-grams for short prompts); with

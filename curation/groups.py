@@ -181,16 +181,33 @@ def _package(fit, d, inv, keys_u, C, grouping_key, init, method, model_name, rec
     for g in range(k):
         sel = pair_g == g
         m = d[sel] @ W[g]
-        heads.append(BTRewardModel(
-            weights=W[g].copy(), C=float(C), model_name=model_name, recipe=recipe,
-            train_stats={"n_pairs": int(sel.sum()), "n_keys": int((z == g).sum()),
-                         "train_accuracy": float((m > 0).mean()) if sel.any() else float("nan"),
-                         "calibration": "none (EM head)", "grouping_key": grouping_key},
-        ))
+        heads.append(
+            BTRewardModel(
+                weights=W[g].copy(),
+                C=float(C),
+                model_name=model_name,
+                recipe=recipe,
+                train_stats={
+                    "n_pairs": int(sel.sum()),
+                    "n_keys": int((z == g).sum()),
+                    "train_accuracy": float((m > 0).mean()) if sel.any() else float("nan"),
+                    "calibration": "none (EM head)",
+                    "grouping_key": grouping_key,
+                },
+            )
+        )
     return GroupModel(
-        assign=dict(zip(keys_u.tolist(), z.tolist())), heads=heads, loglik_trace=fit.loglik_trace,
-        objective_trace=fit.objective_trace, grouping_key=grouping_key, k=int(k), init=init,
-        method=method, converged=fit.converged, iters_run=fit.iters_run, mix_weights=fit.pi,
+        assign=dict(zip(keys_u.tolist(), z.tolist())),
+        heads=heads,
+        loglik_trace=fit.loglik_trace,
+        objective_trace=fit.objective_trace,
+        grouping_key=grouping_key,
+        k=int(k),
+        init=init,
+        method=method,
+        converged=fit.converged,
+        iters_run=fit.iters_run,
+        mix_weights=fit.pi,
     )
 
 
@@ -208,8 +225,17 @@ class KChoice:
     rule: str
 
 
-def choose_k(diffs, keys, k_range=range(1, 6), holdout: float = 0.2, seed: int = 0, rule: str = "1se",
-             n_init: int = 4, cross_fit: bool = True, **fit_kwargs) -> KChoice:
+def choose_k(
+    diffs,
+    keys,
+    k_range=range(1, 6),
+    holdout: float = 0.2,
+    seed: int = 0,
+    rule: str = "1se",
+    n_init: int = 4,
+    cross_fit: bool = True,
+    **fit_kwargs,
+) -> KChoice:
     """Pick K by held-out log-likelihood of each key's own held-out pairs.
 
     Each key's pairs are shuffled and dealt into round(1/holdout) folds, so a key with 2+ pairs
@@ -257,14 +283,23 @@ def choose_k(diffs, keys, k_range=range(1, 6), holdout: float = 0.2, seed: int =
     per_pair = {k: ll[k][scored] for k in ks}
     means = {k: float(v.mean()) for k, v in per_pair.items()}
     top = max(means, key=lambda k: (means[k], -k))
-    se = {k: float(np.std(per_pair[top] - v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
-          for k, v in per_pair.items()}
+    se = {
+        k: float(np.std(per_pair[top] - v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
+        for k, v in per_pair.items()
+    }
     # TIE: a K whose extra groups ended empty scores like K-1 up to optimiser noise (~1e-7)
     within = {k for k in means if means[top] - means[k] <= (se[k] if rule == "1se" else 0.0) + _TIE}
     best = min(within)
     models = {k: fit_groups(d, keys_arr, k, **fit_kwargs) for k in ks}
-    return KChoice(best_k=best, heldout_loglik=means, heldout_se=se, models=models,
-                   n_heldout=int(scored.sum()), folds=folds if cross_fit else 1, rule=rule)
+    return KChoice(
+        best_k=best,
+        heldout_loglik=means,
+        heldout_se=se,
+        models=models,
+        n_heldout=int(scored.sum()),
+        folds=folds if cross_fit else 1,
+        rule=rule,
+    )
 
 
 # ---- helpers -------------------------------------------------------------------------------
@@ -283,8 +318,7 @@ def _pair_loglik(d: np.ndarray, W: np.ndarray) -> np.ndarray:
 
 
 def _user_loglik(pair_ll: np.ndarray, inv: np.ndarray, n_u: int) -> np.ndarray:
-    return np.stack([np.bincount(inv, weights=pair_ll[:, g], minlength=n_u) for g in range(pair_ll.shape[1])],
-                    axis=1)
+    return np.stack([np.bincount(inv, weights=pair_ll[:, g], minlength=n_u) for g in range(pair_ll.shape[1])], axis=1)
 
 
 def _m_step(d, inv, resp, W_prev, C) -> tuple[np.ndarray, float]:

@@ -97,12 +97,22 @@ def isa_fit(
         `curation.errors.blas_threads`); None keeps the library default.
     """
     with _blas_threads(blas_threads):
-        return _isa_fit(vectors, n_components_pca, gmm_components, seed, covariance_type, normalize,
-                        reg_covar, max_fit_rows, max_iter)
+        return _isa_fit(
+            vectors,
+            n_components_pca,
+            gmm_components,
+            seed,
+            covariance_type,
+            normalize,
+            reg_covar,
+            max_fit_rows,
+            max_iter,
+        )
 
 
-def _isa_fit(vectors, n_components_pca, gmm_components, seed, covariance_type, normalize, reg_covar,
-             max_fit_rows, max_iter) -> ISAFit:
+def _isa_fit(
+    vectors, n_components_pca, gmm_components, seed, covariance_type, normalize, reg_covar, max_fit_rows, max_iter
+) -> ISAFit:
     x = as_matrix(vectors)
     n, d = x.shape
     if not isinstance(gmm_components, (int, np.integer)) or gmm_components < 1:
@@ -112,8 +122,9 @@ def _isa_fit(vectors, n_components_pca, gmm_components, seed, covariance_type, n
     if covariance_type not in ("full", "tied", "diag", "spherical"):
         raise CurationError(f"covariance_type must be full|tied|diag|spherical, got {covariance_type!r}")
     if max_fit_rows is not None and max_fit_rows < MIN_ROWS_PER_COMPONENT * gmm_components:
-        raise CurationError(f"max_fit_rows={max_fit_rows} is below the GMM minimum of "
-                            f"{MIN_ROWS_PER_COMPONENT * gmm_components} rows")
+        raise CurationError(
+            f"max_fit_rows={max_fit_rows} is below the GMM minimum of {MIN_ROWS_PER_COMPONENT * gmm_components} rows"
+        )
     min_rows = MIN_ROWS_PER_COMPONENT * gmm_components
     if n < min_rows:
         raise CurationError(

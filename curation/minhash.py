@@ -13,10 +13,11 @@ each Ray worker). Pipeline, all numpy/Arrow:
 5. verification of candidates by exact Jaccard of the shingle sets (or the signature estimate);
 6. connected components (scipy csgraph); the representative is the lowest row index.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -51,10 +52,11 @@ class Shingles:
     offsets: np.ndarray  # int64 (n+1,), doc i owns hashes[offsets[i]:offsets[i+1]]
 
     def doc(self, i: int) -> np.ndarray:
-        return self.hashes[self.offsets[i]:self.offsets[i + 1]]
+        return self.hashes[self.offsets[i] : self.offsets[i + 1]]
 
 
 # ---------------------------------------------------------------- hashing primitives (uint64 wrap is intended)
+
 
 def _fmix64(h: np.ndarray) -> np.ndarray:
     h = h ^ (h >> np.uint64(33))
@@ -82,10 +84,10 @@ def permutations(num_perm: int = 128, seed: int = 1) -> tuple[np.ndarray, np.nda
 
 def _string_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """(offsets int64 rebased to 0, bytes uint8) of a large_string array without copying the text."""
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset: arr.offset + len(arr) + 1]
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
     data = arr.buffers()[2]
     data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
-    data = data[offsets[0]:offsets[-1]]
+    data = data[offsets[0] : offsets[-1]]
     return offsets - offsets[0], data
 
 
@@ -111,6 +113,7 @@ def hash_strings(arr: pa.Array) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- normalise + tokenise
+
 
 def _as_text_array(texts: Sequence[str] | pa.Array | pa.ChunkedArray) -> pa.Array:
     if isinstance(texts, pa.ChunkedArray):
@@ -182,8 +185,15 @@ def _window_hashes(units: np.ndarray, lengths: np.ndarray, n: int, salt: np.uint
     return (h & np.uint64(0xFFFFFFFF)).astype(np.uint32), nwin
 
 
-def shingle(texts: Sequence[str] | pa.Array, ngram: int = 5, *, mode: str = "auto", char_ngram: int = 5,
-            short_words: int = 50, normalize: Iterable[str] = NORMALISE_ALL) -> Shingles:
+def shingle(
+    texts: Sequence[str] | pa.Array,
+    ngram: int = 5,
+    *,
+    mode: str = "auto",
+    char_ngram: int = 5,
+    short_words: int = 50,
+    normalize: Iterable[str] = NORMALISE_ALL,
+) -> Shingles:
     """Per-doc 32-bit shingle hashes (docs contiguous, in row order; repeats inside a doc are kept, since MinHash
     ignores them and the exact Jaccard dedups per pair).
 
@@ -232,6 +242,7 @@ def shingle(texts: Sequence[str] | pa.Array, ngram: int = 5, *, mode: str = "aut
 
 # ---------------------------------------------------------------- signatures
 
+
 def signatures(sh: Shingles, num_perm: int = 128, seed: int = 1) -> np.ndarray:
     """(n, num_perm) uint32 MinHash signatures; docs without shingles get datasketch's empty value 2^32-1."""
     a, b = permutations(num_perm, seed)
@@ -263,7 +274,7 @@ def lsh_params(threshold: float, num_perm: int = 128, min_recall: float = 0.97) 
     best = (num_perm, 1)
     for r in range(1, num_perm + 1):
         b = num_perm // r
-        if 1.0 - (1.0 - threshold ** r) ** b >= min_recall:
+        if 1.0 - (1.0 - threshold**r) ** b >= min_recall:
             best = (b, r)
     return best
 
@@ -316,7 +327,7 @@ def candidate_pairs(sig: np.ndarray, bands: tuple[int, int], active: np.ndarray 
     heads = np.unique(head_of)
     b, r = bands
     for band in range(b):
-        keys = _row_keys(sig[heads, band * r:(band + 1) * r])
+        keys = _row_keys(sig[heads, band * r : (band + 1) * r])
         parts.append(_run_pairs(keys, heads))
     pairs = np.concatenate(parts)
     if not len(pairs):
@@ -327,6 +338,7 @@ def candidate_pairs(sig: np.ndarray, bands: tuple[int, int], active: np.ndarray 
 
 
 # ---------------------------------------------------------------- verification + components
+
 
 def pair_jaccard(sh: Shingles, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     """Exact Jaccard of the shingle sets of docs ``i[k]`` and ``j[k]`` (vectorised, in bounded blocks).
@@ -364,7 +376,7 @@ def pair_jaccard(sh: Shingles, i: np.ndarray, j: np.ndarray) -> np.ndarray:
 def estimated_jaccard(sig: np.ndarray, i: np.ndarray, j: np.ndarray, block: int = 1 << 16) -> np.ndarray:
     out = np.empty(len(i), np.float64)
     for s in range(0, len(i), block):
-        out[s:s + block] = (sig[i[s:s + block]] == sig[j[s:s + block]]).mean(1)
+        out[s : s + block] = (sig[i[s : s + block]] == sig[j[s : s + block]]).mean(1)
     return out
 
 
@@ -380,11 +392,21 @@ def components(n: int, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return cluster_id.astype(np.int64), rep
 
 
-def near_duplicate_clusters(texts: Sequence[str] | pa.Array, threshold: float = 0.8, num_perm: int = 128,
-                            ngram: int = 5, seed: int = 1, *, normalize: Iterable[str] = NORMALISE_ALL,
-                            mode: str = "auto", char_ngram: int = 5, short_words: int = 50,
-                            bands: tuple[int, int] | None = None, verify: str = "exact",
-                            min_recall: float = 0.97) -> NearDupResult:
+def near_duplicate_clusters(
+    texts: Sequence[str] | pa.Array,
+    threshold: float = 0.8,
+    num_perm: int = 128,
+    ngram: int = 5,
+    seed: int = 1,
+    *,
+    normalize: Iterable[str] = NORMALISE_ALL,
+    mode: str = "auto",
+    char_ngram: int = 5,
+    short_words: int = 50,
+    bands: tuple[int, int] | None = None,
+    verify: str = "exact",
+    min_recall: float = 0.97,
+) -> NearDupResult:
     """Cluster texts whose shingle-set Jaccard is >= ``threshold`` (transitively).
 
     ``verify``: ``exact`` (Jaccard of the shingle sets; no estimation noise around the threshold),

@@ -12,6 +12,7 @@ pairs" are the same code. Texts are built with Arrow list kernels, no per-row Py
 | completion | - | completion | - |
 | pair | prompt + chosen + rejected | prompt + completion | prompt + all completions |
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -79,7 +80,7 @@ def _ranked(table: pa.Table, best: bool) -> pa.Array:
         if col not in table.column_names:
             continue
         vals = _col(table, col)
-        ok = (pc.list_value_length(vals).fill_null(-1).to_numpy() == lens)
+        ok = pc.list_value_length(vals).fill_null(-1).to_numpy() == lens
         flat = pc.list_flatten(vals.filter(pa.array(ok))).cast(pa.float64()).fill_null(np.nan).to_numpy()
         use = np.repeat(ok, lens)
         key = np.full(len(parent), np.nan)

@@ -73,7 +73,7 @@ class BTRewardModel:
         sample_weight=None,
         model_name: str = "",
         recipe: str = DEFAULT_RECIPE,
-    ) -> "BTRewardModel":
+    ) -> BTRewardModel:
         """Fit on diffs (n_pairs, d) = e(chosen) - e(rejected).
 
         C: fixed inverse L2 strength; None picks it from `Cs` by `cv`-fold CV log-loss.
@@ -128,8 +128,7 @@ class BTRewardModel:
         elif "calibration" not in stats:
             stats["calibration"] = "none (holdout=0)"
         stats["temperature"] = float(T)
-        return cls(weights=w, temperature=float(T), C=float(C), model_name=model_name, recipe=recipe,
-                   train_stats=stats)
+        return cls(weights=w, temperature=float(T), C=float(C), model_name=model_name, recipe=recipe, train_stats=stats)
 
     # ---- scoring -------------------------------------------------------------------------
     def score(self, e) -> np.ndarray:
@@ -160,23 +159,37 @@ class BTRewardModel:
     # ---- storage -------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         """npz: weights, temperature, C, and JSON meta (model name, recipe, train stats)."""
-        meta = {"format": _FORMAT, "model_name": self.model_name, "recipe": self.recipe,
-                "train_stats": self.train_stats}
+        meta = {
+            "format": _FORMAT,
+            "model_name": self.model_name,
+            "recipe": self.recipe,
+            "train_stats": self.train_stats,
+        }
         buf = io.BytesIO()
-        np.savez_compressed(buf, weights=self.weights, temperature=np.float64(self.temperature),
-                            C=np.float64(self.C), meta=np.array(json.dumps(meta, default=_json_default)))
+        np.savez_compressed(
+            buf,
+            weights=self.weights,
+            temperature=np.float64(self.temperature),
+            C=np.float64(self.C),
+            meta=np.array(json.dumps(meta, default=_json_default)),
+        )
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, blob: bytes) -> "BTRewardModel":
+    def from_bytes(cls, blob: bytes) -> BTRewardModel:
         try:
             with np.load(io.BytesIO(blob), allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"][()]))
                 if meta.get("format") != _FORMAT:
                     raise CurationError(f"unknown reward-model format {meta.get('format')!r}")
-                return cls(weights=z["weights"].astype(np.float64), temperature=float(z["temperature"]),
-                           C=float(z["C"]), model_name=meta["model_name"], recipe=meta["recipe"],
-                           train_stats=meta["train_stats"])
+                return cls(
+                    weights=z["weights"].astype(np.float64),
+                    temperature=float(z["temperature"]),
+                    C=float(z["C"]),
+                    model_name=meta["model_name"],
+                    recipe=meta["recipe"],
+                    train_stats=meta["train_stats"],
+                )
         except CurationError:
             raise
         except Exception as e:  # zip/npz/json/key errors: one clear message
@@ -188,7 +201,7 @@ class BTRewardModel:
         return path
 
     @classmethod
-    def load(cls, path) -> "BTRewardModel":
+    def load(cls, path) -> BTRewardModel:
         return cls.from_bytes(Path(path).read_bytes())
 
 
@@ -216,8 +229,13 @@ def _lbfgs(d, C, sw, w0):
         grad = -2.0 * C * (d.T @ (sw * expit(-m))) + w
         return loss, grad
 
-    res = minimize(f, np.zeros(d.shape[1]) if w0 is None else w0, jac=True, method="L-BFGS-B",
-                   options={"maxiter": 1000, "gtol": 1e-6})
+    res = minimize(
+        f,
+        np.zeros(d.shape[1]) if w0 is None else w0,
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": 1000, "gtol": 1e-6},
+    )
     return res.x
 
 

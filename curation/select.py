@@ -102,8 +102,13 @@ def select(
     if used == "isa":
         fit = isa_fit(xv, **params)
         scores_v[:] = fit.delta_entropy
-        info.update(entropy=fit.entropy, pca_dim=fit.pca_dim, gmm_converged=fit.gmm_converged,
-                    explained_variance=fit.explained_variance, isa_params=fit.params)
+        info.update(
+            entropy=fit.entropy,
+            pca_dim=fit.pca_dim,
+            gmm_converged=fit.gmm_converged,
+            explained_variance=fit.explained_variance,
+            isa_params=fit.params,
+        )
         z = (fit.surprisal - fit.surprisal.mean()) / (fit.surprisal.std() or 1.0)
         keys = z if direction == "high" else -z
         if mode == "stochastic":
@@ -150,9 +155,9 @@ def select(
             "not_selected": int(valid.size - selected.sum()),
             BAD_EMBEDDING: int(bad.sum()),
         },
-        strata={} if strata is None else {
-            names[i]: {"valid": int(val_by[i]), "selected": int(sel_by[i])} for i in range(len(names))
-        },
+        strata={}
+        if strata is None
+        else {names[i]: {"valid": int(val_by[i]), "selected": int(sel_by[i])} for i in range(len(names))},
         info=info,
     )
 

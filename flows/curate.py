@@ -4,6 +4,7 @@
 The new version's parent is the curated one; every row that did not make it is in `removals`
 with its step and reason, and the previous version is never touched.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -28,11 +29,23 @@ class CurateReport:
 
 def _validated(outcome: CurateOutcome) -> tuple[pa.Table, pa.Table, dict]:
     kept, bad = validate_rows(outcome.kept, "pairwise")
-    step = {"step": "validate", "rows_in": outcome.kept.num_rows, "rows_kept": kept.num_rows,
-            "rows_rejected": len(bad), "rows_duplicate": 0}
-    rem = pa.table({"record_id": [r.record_id for r in bad], "step": ["validate"] * len(bad),
-                    "reason": [r.reason for r in bad], "duplicate_of": pa.nulls(len(bad), pa.string()),
-                    "detail": [r.detail for r in bad]}, schema=outcome.removals.schema)
+    step = {
+        "step": "validate",
+        "rows_in": outcome.kept.num_rows,
+        "rows_kept": kept.num_rows,
+        "rows_rejected": len(bad),
+        "rows_duplicate": 0,
+    }
+    rem = pa.table(
+        {
+            "record_id": [r.record_id for r in bad],
+            "step": ["validate"] * len(bad),
+            "reason": [r.reason for r in bad],
+            "duplicate_of": pa.nulls(len(bad), pa.string()),
+            "detail": [r.detail for r in bad],
+        },
+        schema=outcome.removals.schema,
+    )
     report = validate_batch(kept, "pairwise", rejected=len(bad))
     if not report.success:
         raise ValidationFailed([report])
@@ -53,10 +66,18 @@ def curate(wh: Warehouse, dataset: str, params: CurateParams | None = None, vers
         kept, removals, vstep = _validated(outcome)
         steps = [StepCount(**s) for s in outcome.steps] + [StepCount(**vstep)]
         dup = sum(s["rows_duplicate"] for s in outcome.steps)
-        counts = RunCounts(records_read=table.num_rows, rows_read=table.num_rows, rows_kept=kept.num_rows,
-                           rows_rejected=removals.num_rows - dup, rows_duplicate=dup)
-        extra = {"curation": asdict(params), "selection": outcome.selection,
-                 "embed": asdict(outcome.embed) if outcome.embed else None}
+        counts = RunCounts(
+            records_read=table.num_rows,
+            rows_read=table.num_rows,
+            rows_kept=kept.num_rows,
+            rows_rejected=removals.num_rows - dup,
+            rows_duplicate=dup,
+        )
+        extra = {
+            "curation": asdict(params),
+            "selection": outcome.selection,
+            "embed": asdict(outcome.embed) if outcome.embed else None,
+        }
         result = wh.commit_derived(run_id, dataset, parent, {"pairwise": kept}, removals, counts, steps, extra)
         if outcome.embed:
             wh.set_run_metrics(run_id, {"embed": asdict(outcome.embed)})
@@ -73,14 +94,21 @@ def curate_flow_fn():
     @task(name="curate", retries=1, retry_delay_seconds=2)
     def curate_task(root: str, dataset: str, params: dict, version: str | None) -> dict:
         rep = curate(Warehouse(root), dataset, CurateParams(**params), version)
-        return {"run_id": rep.run_id, "dataset": dataset, "parent_version": rep.parent_version,
-                "version_id": rep.commit.version_id, "status": rep.commit.status,
-                "counts": asdict(rep.commit.counts), "steps": rep.outcome.steps,
-                "selection": {k: v for k, v in rep.outcome.selection.items() if k != "info"}}
+        return {
+            "run_id": rep.run_id,
+            "dataset": dataset,
+            "parent_version": rep.parent_version,
+            "version_id": rep.commit.version_id,
+            "status": rep.commit.status,
+            "counts": asdict(rep.commit.counts),
+            "steps": rep.outcome.steps,
+            "selection": {k: v for k, v in rep.outcome.selection.items() if k != "info"},
+        }
 
     @flow(name="prefmill-curate", log_prints=True)
-    def curate_flow(dataset: str, warehouse: str | None = None, version: str | None = None,
-                    params: dict | None = None) -> dict:
+    def curate_flow(
+        dataset: str, warehouse: str | None = None, version: str | None = None, params: dict | None = None
+    ) -> dict:
 
         summary = curate_task(str(Warehouse(warehouse).root), dataset, params or {}, version)
         get_run_logger().info("curate counts: %s", summary["counts"])

@@ -4,6 +4,7 @@ Runs without a Prefect server (ephemeral mode) by default. Transient failures (a
 a flaky filesystem) are retried; a retried pipeline attempt restarts from an empty staging area,
 so nothing is counted twice. `serve_drop_folder` serves the drop-folder flow on a cron schedule.
 """
+
 from __future__ import annotations
 
 import glob
@@ -17,8 +18,9 @@ from warehouse import Warehouse, WarehouseError
 
 
 @task(name="ingest", retries=2, retry_delay_seconds=2)
-def ingest_task(warehouse: str, run_id: str, paths: list[str], format_name: str, mapping: str | None,
-                beam_args: list[str] | None):
+def ingest_task(
+    warehouse: str, run_id: str, paths: list[str], format_name: str, mapping: str | None, beam_args: list[str] | None
+):
     return stage_ingest(Warehouse(warehouse), run_id, paths, format_name, mapping=mapping, beam_args=beam_args)
 
 
@@ -27,8 +29,7 @@ def validate_task(warehouse: str, run_id: str, counts):
     return [r.text for r in check_batches(Warehouse(warehouse), run_id, counts)]
 
 
-@task(name="commit", retries=3, retry_delay_seconds=2,
-      retry_condition_fn=lambda t, r, s: _is_transient(s))
+@task(name="commit", retries=3, retry_delay_seconds=2, retry_condition_fn=lambda t, r, s: _is_transient(s))
 def commit_task(warehouse: str, run_id: str, dataset: str, counts):
     return commit_ingest(Warehouse(warehouse), run_id, dataset, counts)
 
@@ -54,15 +55,23 @@ def _is_transient(state) -> bool:
 
 
 @flow(name="prefmill-ingest", log_prints=True)
-def ingest_flow(paths: list[str], format_name: str, dataset: str = "default", mapping: str | None = None,
-                warehouse: str | None = None, beam_args: list[str] | None = None,
-                export_format: str | None = None, export_dir: str | None = None) -> dict:
+def ingest_flow(
+    paths: list[str],
+    format_name: str,
+    dataset: str = "default",
+    mapping: str | None = None,
+    warehouse: str | None = None,
+    beam_args: list[str] | None = None,
+    export_format: str | None = None,
+    export_dir: str | None = None,
+) -> dict:
     logger = get_run_logger()
 
     root = str(Warehouse(warehouse).root)
     wh = Warehouse(root)
-    run_id = wh.begin_run("ingest", dataset, {"paths": paths, "format": format_name, "mapping": mapping,
-                                             "orchestrator": "prefect"})
+    run_id = wh.begin_run(
+        "ingest", dataset, {"paths": paths, "format": format_name, "mapping": mapping, "orchestrator": "prefect"}
+    )
     try:
         counts = ingest_task(root, run_id, paths, format_name, mapping, beam_args)
         validate_task(root, run_id, counts)
@@ -71,10 +80,16 @@ def ingest_flow(paths: list[str], format_name: str, dataset: str = "default", ma
         wh.fail_run(run_id, f"{type(e).__name__}: {e}")
         raise
     summary = {
-        "run_id": run_id, "dataset": dataset, "version_id": result.version_id, "status": result.status,
-        "records_read": counts.records_read, "rows_read": counts.rows_read,
-        "rows_kept": counts.rows_kept - result.rows_duplicate, "rows_rejected": counts.rows_rejected,
-        "rows_duplicate": result.rows_duplicate, "rejected_by_reason": dict(counts.reasons),
+        "run_id": run_id,
+        "dataset": dataset,
+        "version_id": result.version_id,
+        "status": result.status,
+        "records_read": counts.records_read,
+        "rows_read": counts.rows_read,
+        "rows_kept": counts.rows_kept - result.rows_duplicate,
+        "rows_rejected": counts.rows_rejected,
+        "rows_duplicate": result.rows_duplicate,
+        "rejected_by_reason": dict(counts.reasons),
     }
     logger.info("ingest counts: %s", summary)
     if export_format:
@@ -85,8 +100,14 @@ def ingest_flow(paths: list[str], format_name: str, dataset: str = "default", ma
 
 
 @flow(name="prefmill-drop-folder", log_prints=True)
-def drop_folder_flow(drop_folder: str, format_name: str, dataset: str = "default", pattern: str = "*.jsonl*",
-                     mapping: str | None = None, warehouse: str | None = None) -> dict:
+def drop_folder_flow(
+    drop_folder: str,
+    format_name: str,
+    dataset: str = "default",
+    pattern: str = "*.jsonl*",
+    mapping: str | None = None,
+    warehouse: str | None = None,
+) -> dict:
     """Ingest every file in a drop folder. Re-ingesting a file adds nothing (content-hash dedup),
     so the schedule can simply look at everything each night."""
     files = sorted(f for f in glob.glob(os.path.join(drop_folder, pattern)) if os.path.isfile(f))

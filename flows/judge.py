@@ -12,6 +12,7 @@ budget_exhausted, ...). A rerun replaces the verdict columns; verdicts already p
 the request cache (no new request), so only the rows still missing one cost anything. A rerun that
 changes nothing publishes nothing (``no_change``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -66,8 +67,11 @@ def probe_revision(base_url: str, model: str, **engine_options) -> str:
     """The served model's revision, or a clear error when the server is down or does not serve ``model``."""
     from judges.http_engine import HTTPEngine
 
-    opts = {k: v for k, v in engine_options.items() if k in ("connect_timeout_s", "max_retries", "backoff_base_s",
-                                                             "backoff_max_s", "api_key")}
+    opts = {
+        k: v
+        for k, v in engine_options.items()
+        if k in ("connect_timeout_s", "max_retries", "backoff_base_s", "backoff_max_s", "api_key")
+    }
     log = logging.getLogger("judges.http_engine")
     level = log.level
     log.setLevel(logging.ERROR)  # its "model not listed" warning: the error below says it better
@@ -77,23 +81,39 @@ def probe_revision(base_url: str, model: str, **engine_options) -> str:
     finally:
         log.setLevel(level)
     if not revision:
-        raise EngineUnreachable(f"model {model!r} is not listed by {base_url.rstrip('/')}/v1/models "
-                                "(check --model against what the server serves)")
+        raise EngineUnreachable(
+            f"model {model!r} is not listed by {base_url.rstrip('/')}/v1/models "
+            "(check --model against what the server serves)"
+        )
     return revision
 
 
 def _metrics(counts: JudgeCounts, spec: JudgeSpec, attempted: int) -> dict:
     e = counts.engine
-    return {"judge": {
-        "model": spec.model, "revision": spec.revision, "base_url": spec.base_url,
-        "rows_attempted": attempted, "rows_judged": counts.rows_judged, "rows_rejected": counts.rows_rejected,
-        "reasons": dict(counts.reasons), "budget_exhausted": counts.budget_exhausted > 0,
-        "cache_hits": e["cache_hits"], "cache_misses": e["cache_misses"], "requests_sent": e["sent"],
-        "retries": e["retries"], "prompt_tokens": e["prompt_tokens"], "completion_tokens": e["completion_tokens"],
-        "gpu_seconds": e["busy_seconds"], "cost_usd": e["cost_usd"], "errors": dict(counts.errors),
-        "usd_per_judged_row": e["cost_usd"] / counts.rows_judged if counts.rows_judged else None,
-        "max_usd": spec.max_usd, "gpu_usd_per_hour": spec.gpu_usd_per_hour,
-    }}
+    return {
+        "judge": {
+            "model": spec.model,
+            "revision": spec.revision,
+            "base_url": spec.base_url,
+            "rows_attempted": attempted,
+            "rows_judged": counts.rows_judged,
+            "rows_rejected": counts.rows_rejected,
+            "reasons": dict(counts.reasons),
+            "budget_exhausted": counts.budget_exhausted > 0,
+            "cache_hits": e["cache_hits"],
+            "cache_misses": e["cache_misses"],
+            "requests_sent": e["sent"],
+            "retries": e["retries"],
+            "prompt_tokens": e["prompt_tokens"],
+            "completion_tokens": e["completion_tokens"],
+            "gpu_seconds": e["busy_seconds"],
+            "cost_usd": e["cost_usd"],
+            "errors": dict(counts.errors),
+            "usd_per_judged_row": e["cost_usd"] / counts.rows_judged if counts.rows_judged else None,
+            "max_usd": spec.max_usd,
+            "gpu_usd_per_hour": spec.gpu_usd_per_hour,
+        }
+    }
 
 
 def _with_nulls(table: pa.Table, like: pa.Schema) -> pa.Table:
@@ -104,11 +124,23 @@ def _with_nulls(table: pa.Table, like: pa.Schema) -> pa.Table:
     return table
 
 
-def judge_dataset(wh: Warehouse, dataset: str, base_url: str, model: str, version: str | None = None, *,
-                  concurrency: int = 64, max_usd: float | None = None, gpu_usd_per_hour: float = 0.0,
-                  limit: int | None = None, max_requests: int | None = None, batch_rows: int = 128,
-                  engine_options: dict | None = None, verdict_options: dict | None = None,
-                  beam_args: list[str] | None = None) -> JudgeReport:
+def judge_dataset(
+    wh: Warehouse,
+    dataset: str,
+    base_url: str,
+    model: str,
+    version: str | None = None,
+    *,
+    concurrency: int = 64,
+    max_usd: float | None = None,
+    gpu_usd_per_hour: float = 0.0,
+    limit: int | None = None,
+    max_requests: int | None = None,
+    batch_rows: int = 128,
+    engine_options: dict | None = None,
+    verdict_options: dict | None = None,
+    beam_args: list[str] | None = None,
+) -> JudgeReport:
     """Judge the pairs of ``dataset`` (``version``, default latest) and publish a child version with the
     verdict columns. On an unreachable server or any other error the run is failed and nothing is published."""
     check_price(max_usd, gpu_usd_per_hour)
@@ -117,8 +149,16 @@ def judge_dataset(wh: Warehouse, dataset: str, base_url: str, model: str, versio
     if limit is not None and limit < 1:
         raise JudgeError(f"--limit must be ≥ 1, got {limit}")
     parent = wh.resolve_version(dataset, version)
-    params = {"parent_version": parent, "base_url": base_url, "model": model, "concurrency": concurrency,
-              "max_usd": max_usd, "gpu_usd_per_hour": gpu_usd_per_hour, "limit": limit, "max_requests": max_requests}
+    params = {
+        "parent_version": parent,
+        "base_url": base_url,
+        "model": model,
+        "concurrency": concurrency,
+        "max_usd": max_usd,
+        "gpu_usd_per_hour": gpu_usd_per_hour,
+        "limit": limit,
+        "max_requests": max_requests,
+    }
     run_id = wh.begin_run("judge", dataset, params)
     staging = wh.staging_dir(run_id)
     try:
@@ -126,12 +166,22 @@ def judge_dataset(wh: Warehouse, dataset: str, base_url: str, model: str, versio
         if table.num_rows == 0:
             raise JudgeError(f"{dataset}@{parent[:12]} has no pairwise rows to judge")
         table = table.drop_columns([c for c in VERDICT_COLUMNS if c in table.column_names])  # a rerun replaces them
-        spec = JudgeSpec(base_url, model, probe_revision(base_url, model, **(engine_options or {})),
-                         str(cache_path(wh)), concurrency, max_usd, max_requests, gpu_usd_per_hour,
-                         dict(engine_options or {}), dict(verdict_options or {}))
+        spec = JudgeSpec(
+            base_url,
+            model,
+            probe_revision(base_url, model, **(engine_options or {})),
+            str(cache_path(wh)),
+            concurrency,
+            max_usd,
+            max_requests,
+            gpu_usd_per_hour,
+            dict(engine_options or {}),
+            dict(verdict_options or {}),
+        )
         n = table.num_rows if limit is None else min(limit, table.num_rows)
-        judged, counts = run_judge(table.slice(0, n), spec, run_id=run_id, staging=staging,
-                                   batch_rows=batch_rows, beam_args=beam_args)
+        judged, counts = run_judge(
+            table.slice(0, n), spec, run_id=run_id, staging=staging, batch_rows=batch_rows, beam_args=beam_args
+        )
         if counts.fatal:
             raise EngineUnreachable(f"judging stopped, nothing was published: {counts.fatal}")
         if n < table.num_rows:
@@ -139,11 +189,20 @@ def judge_dataset(wh: Warehouse, dataset: str, base_url: str, model: str, versio
         metrics = _metrics(counts, spec, n)
         wh.set_run_metrics(run_id, metrics)
         steps = [StepCount(STEP, rows_in=n, rows_kept=counts.rows_judged, rows_rejected=counts.rows_rejected)]
-        rc = RunCounts(records_read=table.num_rows, rows_read=table.num_rows, rows_kept=table.num_rows,
-                       rows_rejected=0)
-        result = wh.commit_derived(run_id, dataset, parent, {"pairwise": judged}, None, rc, steps,
-                                   extra={"judge": {k: metrics["judge"][k] for k in ("model", "revision")},
-                                          "judge_params": {"verdict_options": spec.verdict_options}})
+        rc = RunCounts(records_read=table.num_rows, rows_read=table.num_rows, rows_kept=table.num_rows, rows_rejected=0)
+        result = wh.commit_derived(
+            run_id,
+            dataset,
+            parent,
+            {"pairwise": judged},
+            None,
+            rc,
+            steps,
+            extra={
+                "judge": {k: metrics["judge"][k] for k in ("model", "revision")},
+                "judge_params": {"verdict_options": spec.verdict_options},
+            },
+        )
     except BaseException as e:
         wh.fail_run(run_id, f"{type(e).__name__}: {e}")
         raise
@@ -155,13 +214,31 @@ def judge_dataset(wh: Warehouse, dataset: str, base_url: str, model: str, versio
 
 def summary(rep: JudgeReport) -> dict:
     c = rep.counts
-    return {"run_id": rep.run_id, "dataset": rep.dataset, "parent_version": rep.parent_version,
-            "version_id": rep.commit.version_id, "status": rep.commit.status, "rows": rep.rows_total,
-            "rows_judged": c.rows_judged, "rows_rejected": c.rows_rejected,
-            "rows_not_attempted": rep.rows_not_attempted,
-            "reasons": dict(c.reasons), "budget_exhausted": rep.budget_exhausted, **{
-                k: rep.metrics["judge"][k] for k in ("cache_hits", "cache_misses", "requests_sent", "prompt_tokens",
-                                                     "completion_tokens", "gpu_seconds", "cost_usd")}}
+    return {
+        "run_id": rep.run_id,
+        "dataset": rep.dataset,
+        "parent_version": rep.parent_version,
+        "version_id": rep.commit.version_id,
+        "status": rep.commit.status,
+        "rows": rep.rows_total,
+        "rows_judged": c.rows_judged,
+        "rows_rejected": c.rows_rejected,
+        "rows_not_attempted": rep.rows_not_attempted,
+        "reasons": dict(c.reasons),
+        "budget_exhausted": rep.budget_exhausted,
+        **{
+            k: rep.metrics["judge"][k]
+            for k in (
+                "cache_hits",
+                "cache_misses",
+                "requests_sent",
+                "prompt_tokens",
+                "completion_tokens",
+                "gpu_seconds",
+                "cost_usd",
+            )
+        },
+    }
 
 
 def _build_flow():
@@ -172,8 +249,14 @@ def _build_flow():
         return summary(judge_dataset(Warehouse(root), dataset, base_url, model, version, **options))
 
     @flow(name="prefmill-judge", log_prints=True)
-    def judge_flow(dataset: str, base_url: str, model: str, version: str | None = None,
-                   warehouse: str | None = None, options: dict | None = None) -> dict:
+    def judge_flow(
+        dataset: str,
+        base_url: str,
+        model: str,
+        version: str | None = None,
+        warehouse: str | None = None,
+        options: dict | None = None,
+    ) -> dict:
 
         out = judge_task(str(Warehouse(warehouse).root), dataset, base_url, model, version, options or {})
         get_run_logger().info("judge: %s", out)

@@ -18,23 +18,43 @@ root, shared with `prefmill judge`), and the generators seed every request, so a
 budget sends only what is missing. A run where every candidate was dropped publishes no version and
 says so (status ``no_change``, reasons in the quarantine).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from flows.jobs import ValidationFailed
 from flows.judge import cache_path, check_price, probe_revision
 from judges.generators.common import GeneratorError, model_name
-from pipelines.synthesize import (METHODS, StagedCounts, method_config, read_prompts_file, run_method, source_label,
-                                  stage_prompt_rejects, stage_result)
+from pipelines.synthesize import (
+    METHODS,
+    StagedCounts,
+    method_config,
+    read_prompts_file,
+    run_method,
+    source_label,
+    stage_prompt_rejects,
+    stage_result,
+)
 from warehouse import CommitResult, RunCounts, StepCount, Warehouse
 
 # Which optional roles each method takes (policy = --url/--model is always required).
 ROLES = {"cyclealign": ("judge",), "scir": ("judge", "reference"), "isheep": ("judge",), "multifaceted": ()}
 PROMPT_SHAPES = ("pairwise", "binary", "listwise", "ratings")
-_STAT_KEYS = ("requests", "sent", "retries", "cache_hits", "cache_misses", "failures", "prompt_tokens",
-              "completion_tokens", "busy_seconds", "cost_usd")
+_STAT_KEYS = (
+    "requests",
+    "sent",
+    "retries",
+    "cache_hits",
+    "cache_misses",
+    "failures",
+    "prompt_tokens",
+    "completion_tokens",
+    "busy_seconds",
+    "cost_usd",
+)
 
 
 class BudgetExhausted(RuntimeError):
@@ -61,6 +81,7 @@ class SynthReport:
 
 # ---------------------------------------------------------------------------------------- prompts
 
+
 def prompts_from_dataset(wh: Warehouse, dataset: str, version: str | None, limit: int | None) -> tuple[list, str]:
     """Distinct prompts (first occurrence order, over every shape) of a dataset version, and a source label."""
     vid = wh.resolve_version(dataset, version)
@@ -77,9 +98,18 @@ def prompts_from_dataset(wh: Warehouse, dataset: str, version: str | None, limit
 
 # ---------------------------------------------------------------------------------------- engines
 
-def build_engines(wh: Warehouse, method: str, endpoints: dict[str, Endpoint], *, concurrency: int,
-                  max_usd: float | None, gpu_usd_per_hour: float, max_requests: int | None,
-                  engine_options: dict | None) -> dict[str, Any]:
+
+def build_engines(
+    wh: Warehouse,
+    method: str,
+    endpoints: dict[str, Endpoint],
+    *,
+    concurrency: int,
+    max_usd: float | None,
+    gpu_usd_per_hour: float,
+    max_requests: int | None,
+    engine_options: dict | None,
+) -> dict[str, Any]:
     """One HTTPEngine per distinct (url, model), sharing the request cache, one budget and one price."""
     from judges.cache import RequestCache
     from judges.cost import Budget, Price
@@ -92,21 +122,41 @@ def build_engines(wh: Warehouse, method: str, endpoints: dict[str, Endpoint], *,
     # Every endpoint answers (or a clear error) before anything is opened or sent.
     revisions = {key: probe_revision(*key, **(engine_options or {})) for key in dict.fromkeys(keys.values())}
     cache = RequestCache(cache_path(wh))
-    engines = {key: HTTPEngine(key[0], key[1], revision=rev, concurrency=concurrency, cache=cache, budget=budget,
-                               price=price, **(engine_options or {})) for key, rev in revisions.items()}
+    engines = {
+        key: HTTPEngine(
+            key[0],
+            key[1],
+            revision=rev,
+            concurrency=concurrency,
+            cache=cache,
+            budget=budget,
+            price=price,
+            **(engine_options or {}),
+        )
+        for key, rev in revisions.items()
+    }
     return {role: engines[key] for role, key in keys.items()}
 
 
-def _endpoints(method: str, url: str | None, model: str | None, judge_url: str | None, judge_model: str | None,
-               reference_url: str | None, reference_model: str | None) -> dict[str, Endpoint]:
+def _endpoints(
+    method: str,
+    url: str | None,
+    model: str | None,
+    judge_url: str | None,
+    judge_model: str | None,
+    reference_url: str | None,
+    reference_model: str | None,
+) -> dict[str, Endpoint]:
     if not url or not model:
         raise GeneratorError("--url and --model (the policy / generator endpoint) are required")
     eps = {"policy": Endpoint(url, model)}
     for role, u, m in (("judge", judge_url, judge_model), ("reference", reference_url, reference_model)):
         if u or m:
             if role not in ROLES[method]:
-                raise GeneratorError(f"{method} takes no --{role}-url/--{role}-model "
-                                     f"(it takes: {', '.join(ROLES[method]) or 'only --url/--model'})")
+                raise GeneratorError(
+                    f"{method} takes no --{role}-url/--{role}-model "
+                    f"(it takes: {', '.join(ROLES[method]) or 'only --url/--model'})"
+                )
             eps[role] = Endpoint(u or url, m or model)
     return eps
 
@@ -135,32 +185,59 @@ def _close(engines: dict[str, Any]) -> None:
 
 # ---------------------------------------------------------------------------------------- the job
 
+
 def _metrics(method: str, engines: dict, counts: StagedCounts | None, res, prompts: int) -> dict:
     e = _engine_totals(engines)
     pairs = counts.shapes.get("pairwise", 0) if counts else 0
     kept = counts.rows_kept if counts else 0
     stats = {k: v for k, v in (res.stats if res else {}).items() if k not in ("pool", "taxonomy")}
-    return {"synthesize": {
-        "method": method, "models": {role: model_name(eng) for role, eng in engines.items()},
-        "prompts": prompts, "generated": counts.generated if counts else 0,
-        "dropped": counts.dropped if counts else 0, "drop_reasons": dict(res.dropped) if res else {},
-        "rows_by_shape": dict(counts.shapes) if counts else {}, "kept_pairs": pairs, "engine": e,
-        "usd_per_kept_pair": e["cost_usd"] / pairs if pairs else None,
-        "gpu_seconds_per_kept_pair": e["gpu_seconds"] / pairs if pairs else None,
-        "tokens_per_kept_row": (e["prompt_tokens"] + e["completion_tokens"]) / kept if kept else None,
-        "diagnostics": counts.diagnostics if counts else 0,
-        "diagnostics_unmatched": counts.diagnostics_unmatched if counts else 0,
-        "generator_stats": stats}}
+    return {
+        "synthesize": {
+            "method": method,
+            "models": {role: model_name(eng) for role, eng in engines.items()},
+            "prompts": prompts,
+            "generated": counts.generated if counts else 0,
+            "dropped": counts.dropped if counts else 0,
+            "drop_reasons": dict(res.dropped) if res else {},
+            "rows_by_shape": dict(counts.shapes) if counts else {},
+            "kept_pairs": pairs,
+            "engine": e,
+            "usd_per_kept_pair": e["cost_usd"] / pairs if pairs else None,
+            "gpu_seconds_per_kept_pair": e["gpu_seconds"] / pairs if pairs else None,
+            "tokens_per_kept_row": (e["prompt_tokens"] + e["completion_tokens"]) / kept if kept else None,
+            "diagnostics": counts.diagnostics if counts else 0,
+            "diagnostics_unmatched": counts.diagnostics_unmatched if counts else 0,
+            "generator_stats": stats,
+        }
+    }
 
 
-def synthesize(wh: Warehouse, method: str, dataset: str, *, url: str | None = None, model: str | None = None,
-               judge_url: str | None = None, judge_model: str | None = None, reference_url: str | None = None,
-               reference_model: str | None = None, prompts_from: str | None = None,
-               prompts_version: str | None = None, prompts_file: str | None = None, seeds_file: str | None = None,
-               config: dict | None = None, limit: int | None = None, iteration: int | None = None,
-               concurrency: int = 64, max_usd: float | None = None, gpu_usd_per_hour: float = 0.0,
-               max_requests: int | None = None, engine_options: dict | None = None,
-               engines: dict[str, Any] | None = None, embed: Callable | None = None) -> SynthReport:
+def synthesize(
+    wh: Warehouse,
+    method: str,
+    dataset: str,
+    *,
+    url: str | None = None,
+    model: str | None = None,
+    judge_url: str | None = None,
+    judge_model: str | None = None,
+    reference_url: str | None = None,
+    reference_model: str | None = None,
+    prompts_from: str | None = None,
+    prompts_version: str | None = None,
+    prompts_file: str | None = None,
+    seeds_file: str | None = None,
+    config: dict | None = None,
+    limit: int | None = None,
+    iteration: int | None = None,
+    concurrency: int = 64,
+    max_usd: float | None = None,
+    gpu_usd_per_hour: float = 0.0,
+    max_requests: int | None = None,
+    engine_options: dict | None = None,
+    engines: dict[str, Any] | None = None,
+    embed: Callable | None = None,
+) -> SynthReport:
     """Generate preference rows with ``method`` and publish them into ``dataset`` as one run.
 
     ``engines`` (by role: policy, judge, reference) replaces the HTTP endpoints (tests, in-process
@@ -182,8 +259,11 @@ def synthesize(wh: Warehouse, method: str, dataset: str, *, url: str | None = No
         overrides.setdefault("num_instructions", limit)
         overrides.setdefault("batch_size", min(limit, 32))
     cfg = method_config(method, overrides)
-    eps = None if engines is not None else _endpoints(method, url, model, judge_url, judge_model, reference_url,
-                                                      reference_model)
+    eps = (
+        None
+        if engines is not None
+        else _endpoints(method, url, model, judge_url, judge_model, reference_url, reference_model)
+    )
 
     prompts, prompt_rejects, seeds = None, [], None
     if prompts_from:
@@ -195,9 +275,17 @@ def synthesize(wh: Warehouse, method: str, dataset: str, *, url: str | None = No
         seeds, source = source_label(seeds_file), source_label(seeds_file)
     else:
         source = "isheep:bundled-seeds"
-    params = {"method": method, "config": asdict(cfg), "source": source, "limit": limit, "iteration": iteration,
-              "endpoints": {r: asdict(e) for r, e in (eps or {}).items()}, "max_usd": max_usd,
-              "gpu_usd_per_hour": gpu_usd_per_hour, "max_requests": max_requests}
+    params = {
+        "method": method,
+        "config": asdict(cfg),
+        "source": source,
+        "limit": limit,
+        "iteration": iteration,
+        "endpoints": {r: asdict(e) for r, e in (eps or {}).items()},
+        "max_usd": max_usd,
+        "gpu_usd_per_hour": gpu_usd_per_hour,
+        "max_requests": max_requests,
+    }
     run_id = wh.begin_run("synthesize", dataset, params)
     staging = wh.staging_dir(run_id)
     own = engines is None
@@ -205,14 +293,23 @@ def synthesize(wh: Warehouse, method: str, dataset: str, *, url: str | None = No
     res = counts = None
     try:
         if own:
-            engines = build_engines(wh, method, eps, concurrency=concurrency, max_usd=max_usd,
-                                    gpu_usd_per_hour=gpu_usd_per_hour, max_requests=max_requests,
-                                    engine_options=engine_options)
+            engines = build_engines(
+                wh,
+                method,
+                eps,
+                concurrency=concurrency,
+                max_usd=max_usd,
+                gpu_usd_per_hour=gpu_usd_per_hour,
+                max_requests=max_requests,
+                engine_options=engine_options,
+            )
         res = run_method(method, engines, prompts, cfg, seeds=seeds, iteration=iteration, embed=embed)
         exhausted = _engine_totals(engines)["errors"].get("budget_exhausted", 0)
         if exhausted:
-            raise BudgetExhausted(f"budget exhausted ({exhausted} request(s) refused); nothing was published — "
-                                  "rerun with a larger --max-usd to resume from the request cache")
+            raise BudgetExhausted(
+                f"budget exhausted ({exhausted} request(s) refused); nothing was published — "
+                "rerun with a larger --max-usd to resume from the request cache"
+            )
         stage_prompt_rejects(prompt_rejects, run_id, staging)
         counts = stage_result(res, method=method, run_id=run_id, staging=staging, source=source)
         failed = [r for r in counts.batch_reports if not r.success]
@@ -221,22 +318,28 @@ def synthesize(wh: Warehouse, method: str, dataset: str, *, url: str | None = No
         n_prompts = len(prompts) if prompts is not None else (res.stats or {}).get("seeds", 0)
         metrics = _metrics(method, engines, counts, res, n_prompts)
         wh.set_run_metrics(run_id, metrics)
-        steps = [StepCount(method, counts.rows_read, counts.generated, counts.dropped),
-                 StepCount("validate", counts.generated, counts.rows_kept, counts.rows_invalid)]
+        steps = [
+            StepCount(method, counts.rows_read, counts.generated, counts.dropped),
+            StepCount("validate", counts.generated, counts.rows_kept, counts.rows_invalid),
+        ]
         if prompts_file:
             n_lines = len(prompts) + len(prompt_rejects)
             steps.insert(0, StepCount("prompts", n_lines, n_lines - len(prompt_rejects), len(prompt_rejects)))
-        rc = RunCounts(records_read=n_prompts + len(prompt_rejects),
-                       rows_read=counts.rows_read + len(prompt_rejects), rows_kept=counts.rows_kept,
-                       rows_rejected=counts.rows_rejected + len(prompt_rejects))
-        policies = sorted({r["policy"] for attr in ("pairs", "listwise", "sft") for r in getattr(res, attr)
-                           if r.get("policy")})
+        rc = RunCounts(
+            records_read=n_prompts + len(prompt_rejects),
+            rows_read=counts.rows_read + len(prompt_rejects),
+            rows_kept=counts.rows_kept,
+            rows_rejected=counts.rows_rejected + len(prompt_rejects),
+        )
+        policies = sorted(
+            {r["policy"] for attr in ("pairs", "listwise", "sft") for r in getattr(res, attr) if r.get("policy")}
+        )
         result = wh.commit(run_id, dataset, counts=rc, steps=steps, policies=policies)
     except BaseException as e:
         if engines:
             try:
                 wh.set_run_metrics(run_id, _metrics(method, engines, counts, res, len(prompts or [])))
-            except Exception:  # noqa: BLE001 — the original error matters more than its metrics
+            except Exception:
                 pass
         wh.fail_run(run_id, f"{type(e).__name__}: {e}")
         raise
@@ -248,16 +351,28 @@ def synthesize(wh: Warehouse, method: str, dataset: str, *, url: str | None = No
 
 def summary(rep: SynthReport) -> dict:
     c, m = rep.counts, rep.metrics["synthesize"]
-    return {"run_id": rep.run_id, "method": rep.method, "dataset": rep.dataset, "status": rep.commit.status,
-            "version_id": rep.commit.version_id, "prompts": rep.prompts, "rows_read": rep.commit.counts.rows_read,
-            "rows_kept": rep.commit.counts.rows_kept, "rows_rejected": rep.commit.counts.rows_rejected,
-            "rows_duplicate": rep.commit.counts.rows_duplicate, "rows_by_shape": dict(c.shapes),
-            "top_reasons": dict(c.reasons.most_common(8)), "cache_hits": m["engine"]["cache_hits"],
-            "cache_misses": m["engine"]["cache_misses"], "cost_usd": m["engine"]["cost_usd"],
-            "usd_per_kept_pair": m["usd_per_kept_pair"]}
+    return {
+        "run_id": rep.run_id,
+        "method": rep.method,
+        "dataset": rep.dataset,
+        "status": rep.commit.status,
+        "version_id": rep.commit.version_id,
+        "prompts": rep.prompts,
+        "rows_read": rep.commit.counts.rows_read,
+        "rows_kept": rep.commit.counts.rows_kept,
+        "rows_rejected": rep.commit.counts.rows_rejected,
+        "rows_duplicate": rep.commit.counts.rows_duplicate,
+        "rows_by_shape": dict(c.shapes),
+        "top_reasons": dict(c.reasons.most_common(8)),
+        "cache_hits": m["engine"]["cache_hits"],
+        "cache_misses": m["engine"]["cache_misses"],
+        "cost_usd": m["engine"]["cost_usd"],
+        "usd_per_kept_pair": m["usd_per_kept_pair"],
+    }
 
 
 # ---------------------------------------------------------------------------------------- Prefect
+
 
 def _build_flows() -> dict:
     from prefect import flow, get_run_logger, task
@@ -268,12 +383,25 @@ def _build_flows() -> dict:
 
     def make(method: str):
         @flow(name=f"prefmill-synthesize-{method}", log_prints=True)
-        def method_flow(dataset: str, url: str, model: str, warehouse: str | None = None,
-                        prompts_from: str | None = None, prompts_file: str | None = None,
-                        limit: int | None = None, options: dict | None = None) -> dict:
+        def method_flow(
+            dataset: str,
+            url: str,
+            model: str,
+            warehouse: str | None = None,
+            prompts_from: str | None = None,
+            prompts_file: str | None = None,
+            limit: int | None = None,
+            options: dict | None = None,
+        ) -> dict:
 
-            opts = {"url": url, "model": model, "prompts_from": prompts_from, "prompts_file": prompts_file,
-                    "limit": limit, **(options or {})}
+            opts = {
+                "url": url,
+                "model": model,
+                "prompts_from": prompts_from,
+                "prompts_file": prompts_file,
+                "limit": limit,
+                **(options or {}),
+            }
             out = synthesize_task(str(Warehouse(warehouse).root), method, dataset, opts)
             get_run_logger().info("%s: %s", method, out)
             return out

@@ -5,13 +5,14 @@ being killed (kill -9 loses at most the batch being written). One connection per
 sqlite3 connection must not be shared across threads. Writes are batched into one transaction.
 Only successful responses are stored, so failures are retried by the next run.
 """
+
 from __future__ import annotations
 
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import orjson
 
@@ -64,7 +65,7 @@ class RequestCache:
         keys = list(dict.fromkeys(keys))
         conn, found = self._conn(), {}
         for i in range(0, len(keys), _CHUNK):
-            part = keys[i:i + _CHUNK]
+            part = keys[i : i + _CHUNK]
             rows = conn.execute(f"SELECT key, response FROM responses WHERE key IN ({','.join('?' * len(part))})", part)
             for key, blob in rows:
                 found[key] = orjson.loads(blob)
@@ -79,9 +80,22 @@ class RequestCache:
     def put_many(self, items: Iterable[tuple[str, Request, Response]], revision: str = "") -> int:
         """Store (key, request, response) triples in one transaction; failed responses are skipped."""
         now = time.time()
-        rows = [(key, req.model, revision, req.template_id, orjson.dumps(req.body()), orjson.dumps(resp.body),
-                 resp.prompt_tokens, resp.completion_tokens, resp.latency_s, now)
-                for key, req, resp in items if resp.ok and resp.body is not None]
+        rows = [
+            (
+                key,
+                req.model,
+                revision,
+                req.template_id,
+                orjson.dumps(req.body()),
+                orjson.dumps(resp.body),
+                resp.prompt_tokens,
+                resp.completion_tokens,
+                resp.latency_s,
+                now,
+            )
+            for key, req, resp in items
+            if resp.ok and resp.body is not None
+        ]
         if not rows:
             return 0
         conn = self._conn()
@@ -105,11 +119,22 @@ class RequestCache:
     @property
     def stats(self) -> dict:
         """Entries on disk and this object's lookups/writes since it was opened."""
-        row = self._conn().execute(
-            "SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0) FROM responses"
-        ).fetchone()
-        return {"path": str(self.path), "entries": row[0], "prompt_tokens": row[1], "completion_tokens": row[2],
-                "hits": self.hits, "misses": self.misses, "writes": self.writes}
+        row = (
+            self._conn()
+            .execute(
+                "SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0) FROM responses"
+            )
+            .fetchone()
+        )
+        return {
+            "path": str(self.path),
+            "entries": row[0],
+            "prompt_tokens": row[1],
+            "completion_tokens": row[2],
+            "hits": self.hits,
+            "misses": self.misses,
+            "writes": self.writes,
+        }
 
     def close(self) -> None:
         with self._lock:

@@ -6,11 +6,12 @@ request's share is ``∫ dt / in_flight(t)`` over its attempts, so the shares of
 exactly to the busy time. With one server of `gpus` GPUs serving only this engine this is the wall
 time the GPUs were held; with other clients on the same server it is an upper bound.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 
 class BusyMeter:
@@ -54,9 +55,11 @@ class Price:
     usd_per_m_completion_tokens: float = 0.0
 
     def cost(self, gpu_seconds: float, prompt_tokens: int = 0, completion_tokens: int = 0) -> float:
-        return (gpu_seconds * self.gpus * self.gpu_usd_per_hour / 3600
-                + prompt_tokens * self.usd_per_m_prompt_tokens / 1e6
-                + completion_tokens * self.usd_per_m_completion_tokens / 1e6)
+        return (
+            gpu_seconds * self.gpus * self.gpu_usd_per_hour / 3600
+            + prompt_tokens * self.usd_per_m_prompt_tokens / 1e6
+            + completion_tokens * self.usd_per_m_completion_tokens / 1e6
+        )
 
 
 @dataclass
@@ -77,9 +80,11 @@ class Budget:
 
     @property
     def exhausted(self) -> bool:
-        return ((self.max_requests is not None and self.spent_requests >= self.max_requests)
-                or (self.max_tokens is not None and self.spent_tokens >= self.max_tokens)
-                or (self.max_usd is not None and self.spent_usd >= self.max_usd))
+        return (
+            (self.max_requests is not None and self.spent_requests >= self.max_requests)
+            or (self.max_tokens is not None and self.spent_tokens >= self.max_tokens)
+            or (self.max_usd is not None and self.spent_usd >= self.max_usd)
+        )
 
     def admit(self) -> bool:
         """Reserve one request; False (and nothing reserved) once any cap is reached."""

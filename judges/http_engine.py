@@ -12,6 +12,7 @@ Resume: the cache is consulted before anything is sent, identical requests in on
 once, and each success is committed to the cache before ``on_result`` reports it — so a row a
 progress bar has counted is never paid for again, even after kill -9.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -19,7 +20,7 @@ import logging
 import random
 import threading
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import httpx
 import orjson
@@ -50,19 +51,23 @@ def revision_from_models(data: object, model: str) -> str:
 class _LoopState:
     """What must not cross event loops: the client and its pool (their sockets) and the semaphore."""
 
-    def __init__(self, engine: "HTTPEngine"):
+    def __init__(self, engine: HTTPEngine):
         self.pool = PooledTransport(max_keepalive=engine.concurrency)
         self.client = httpx.AsyncClient(
-            base_url=engine.base_url, transport=self.pool,
+            base_url=engine.base_url,
+            transport=self.pool,
             timeout=httpx.Timeout(engine.timeout_s, connect=engine.connect_timeout_s),
-            headers=engine._headers, trust_env=False)
+            headers=engine._headers,
+            trust_env=False,
+        )
         url = httpx.URL(engine.base_url)
         self.origin = origin_of(url)
         prefix = url.raw_path.rstrip(b"/")
         headers = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in engine._headers.items())
         host = b"Host: %s\r\n" % url.netloc
-        self.heads = {kind: b"POST %s%s HTTP/1.1\r\n" % (prefix, path.encode()) + host + headers
-                      for kind, path in _PATHS.items()}
+        self.heads = {
+            kind: b"POST %s%s HTTP/1.1\r\n" % (prefix, path.encode()) + host + headers for kind, path in _PATHS.items()
+        }
         self.sem = asyncio.Semaphore(engine.concurrency)
 
 
@@ -97,11 +102,24 @@ class _CacheWriter:
 
 
 class HTTPEngine:
-    def __init__(self, base_url: str, model: str, *, api_key: str | None = None, revision: str = "",
-                 concurrency: int = 256, timeout_s: float = 60, connect_timeout_s: float = 5,
-                 max_retries: int = 4, backoff_base_s: float = 0.25, backoff_max_s: float = 8,
-                 retry_after_max_s: float = 60, cache: RequestCache | None = None,
-                 budget: Budget | None = None, price: Price | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        revision: str = "",
+        concurrency: int = 256,
+        timeout_s: float = 60,
+        connect_timeout_s: float = 5,
+        max_retries: int = 4,
+        backoff_base_s: float = 0.25,
+        backoff_max_s: float = 8,
+        retry_after_max_s: float = 60,
+        cache: RequestCache | None = None,
+        budget: Budget | None = None,
+        price: Price | None = None,
+    ):
         if budget is not None and budget.max_usd is not None and price is None:
             raise ValueError("Budget(max_usd=...) needs a Price to convert GPU-seconds into dollars")
         base = base_url.rstrip("/")
@@ -117,8 +135,11 @@ class HTTPEngine:
         self.cache, self.budget, self.price = cache, budget, price
         self.stats = EngineStats()
         self.meter = BusyMeter()
-        self._headers = {"content-type": "application/json", "accept": "application/json",
-                         "user-agent": "prefmill-judges"}
+        self._headers = {
+            "content-type": "application/json",
+            "accept": "application/json",
+            "user-agent": "prefmill-judges",
+        }
         if api_key:
             self._headers["authorization"] = f"Bearer {api_key}"
         self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
@@ -150,8 +171,9 @@ class HTTPEngine:
         if not self._revision_given:
             self.revision = revision_from_models(data, self.model)
             if not self.revision:
-                log.warning("model %r not listed by %s/v1/models; cache keys use an empty revision",
-                            self.model, self.base_url)
+                log.warning(
+                    "model %r not listed by %s/v1/models; cache keys use an empty revision", self.model, self.base_url
+                )
         self._ready = True
 
     async def _models(self) -> dict | None:
@@ -255,8 +277,9 @@ class HTTPEngine:
                 token = self.meter.start()
                 self.stats.sent += 1
                 try:
-                    raw = await state.pool.request(state.origin, head, content, connect_timeout=self.connect_timeout_s,
-                                                   read_timeout=self.timeout_s)
+                    raw = await state.pool.request(
+                        state.origin, head, content, connect_timeout=self.connect_timeout_s, read_timeout=self.timeout_s
+                    )
                     a = classify(raw, self.retry_after_max_s)
                 except httpx.HTTPError as exc:
                     a = transport_failure(exc)
@@ -268,8 +291,15 @@ class HTTPEngine:
                 break
             self.stats.retries += 1
             await self._sleep(a.retry_after if a.retry_after is not None else self._backoff(attempts))
-        resp = Response(ok=a.ok, body=a.body, error=a.error or None, detail=a.detail,
-                        latency_s=time.perf_counter() - t0, attempts=attempts, gpu_seconds=share)
+        resp = Response(
+            ok=a.ok,
+            body=a.body,
+            error=a.error or None,
+            detail=a.detail,
+            latency_s=time.perf_counter() - t0,
+            attempts=attempts,
+            gpu_seconds=share,
+        )
         self._charge(resp)
         if all_connect and not a.ok:
             await self._models()  # raises EngineUnreachable if the server is gone; else the row just fails
@@ -333,7 +363,7 @@ class HTTPEngine:
                 lp.call_soon_threadsafe(lambda s=st: asyncio.ensure_future(s.client.aclose()))
         self._states.clear()
 
-    def __enter__(self) -> "HTTPEngine":
+    def __enter__(self) -> HTTPEngine:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -341,6 +371,9 @@ class HTTPEngine:
 
 
 def _budget_detail(b: Budget) -> str:
-    caps = [f"{name}={cap}" for name, cap in (("max_requests", b.max_requests), ("max_tokens", b.max_tokens),
-                                                ("max_usd", b.max_usd)) if cap is not None]
+    caps = [
+        f"{name}={cap}"
+        for name, cap in (("max_requests", b.max_requests), ("max_tokens", b.max_tokens), ("max_usd", b.max_usd))
+        if cap is not None
+    ]
     return f"budget exhausted ({', '.join(caps)}); rerun with a larger budget to resume from the cache"

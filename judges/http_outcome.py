@@ -4,6 +4,7 @@ The retry policy lives here so it can change without touching the engine: 429, 4
 refused or dropped connections and truncated or non-JSON 200 bodies are transient; any other 4xx is
 the request's own fault and is final. Reasons are the short codes of ``Response.error``.
 """
+
 from __future__ import annotations
 
 import time
@@ -73,8 +74,13 @@ def classify(r: RawResponse, retry_after_cap: float) -> Attempt:
             return Attempt(False, error="bad_body", detail="200 without a choices list", retry=True)
         return Attempt(True, body=body)
     retry = r.status in _RETRY_STATUS or r.status >= 500
-    return Attempt(False, error=f"http_{r.status}", detail=server_message(r.content), retry=retry,
-                   retry_after=retry_after(r.header("retry-after"), retry_after_cap) if retry else None)
+    return Attempt(
+        False,
+        error=f"http_{r.status}",
+        detail=server_message(r.content),
+        retry=retry,
+        retry_after=retry_after(r.header("retry-after"), retry_after_cap) if retry else None,
+    )
 
 
 def transport_failure(exc: httpx.HTTPError) -> Attempt:

@@ -15,6 +15,7 @@ Scope: what an OpenAI-compatible JSON API needs — one request at a time per co
 Content-Length or chunked encoding, optional TLS. Errors are httpx's exception types, so callers
 handle them as with any httpx transport. Nothing is retried here: every attempt is the caller's.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -96,7 +97,7 @@ class _Conn(asyncio.Protocol):
             if end < 0:
                 return None
             lines = bytes(buf[:end]).split(b"\r\n")
-            del buf[:end + 4]
+            del buf[: end + 4]
             status = int(lines[0].split(b" ", 2)[1])
             headers, length, chunked, close = [], -1, False, lines[0].startswith(b"HTTP/1.0")
             for line in lines[1:]:
@@ -152,7 +153,7 @@ def _dechunk(buf: bytearray) -> bytes | None:
         start = eol + 2
         if len(buf) < start + size + 2:
             return None
-        out += buf[start:start + size]
+        out += buf[start : start + size]
         pos = start + size + 2
 
 
@@ -177,21 +178,30 @@ class PooledTransport(httpx.AsyncBaseTransport):
     """Keep-alive pool: at most `max_keepalive` idle connections per origin, expired after `keepalive_expiry_s`
     (below uvicorn's 5 s default, so we rarely reuse a connection the server is about to close)."""
 
-    def __init__(self, max_keepalive: int = 256, keepalive_expiry_s: float = 4.0,
-                 ssl_context: ssl.SSLContext | None = None):
+    def __init__(
+        self, max_keepalive: int = 256, keepalive_expiry_s: float = 4.0, ssl_context: ssl.SSLContext | None = None
+    ):
         self.max_keepalive = max_keepalive
         self.keepalive_expiry_s = keepalive_expiry_s
         self._ssl = ssl_context
         self._idle: dict[tuple, deque[_Conn]] = {}
         self._all: set[_Conn] = set()
 
-    async def request(self, origin: tuple[str, str, int], head: bytes, body: bytes, *,
-                      connect_timeout: float | None, read_timeout: float | None) -> RawResponse:
+    async def request(
+        self,
+        origin: tuple[str, str, int],
+        head: bytes,
+        body: bytes,
+        *,
+        connect_timeout: float | None,
+        read_timeout: float | None,
+    ) -> RawResponse:
         """Send one request. `head` is the request line plus header lines (no Content-Length, no blank line)."""
         conn = self._checkout(origin) or await self._connect(origin, connect_timeout)
         try:
             status, headers, content, keep = await conn.roundtrip(
-                head + b"Content-Length: %d\r\n\r\n" % len(body) + body, read_timeout)
+                head + b"Content-Length: %d\r\n\r\n" % len(body) + body, read_timeout
+            )
         except BaseException:
             self._discard(conn)  # a half-read response poisons the connection
             raise
@@ -206,8 +216,13 @@ class PooledTransport(httpx.AsyncBaseTransport):
         timeouts = request.extensions.get("timeout") or {}
         head = [b"%s %s HTTP/1.1\r\n" % (request.method.encode(), url.raw_path)]
         head += [b"%s: %s\r\n" % kv for kv in request.headers.raw if kv[0].lower() != b"content-length"]
-        r = await self.request(origin_of(url), b"".join(head), request.content,
-                               connect_timeout=timeouts.get("connect"), read_timeout=timeouts.get("read"))
+        r = await self.request(
+            origin_of(url),
+            b"".join(head),
+            request.content,
+            connect_timeout=timeouts.get("connect"),
+            read_timeout=timeouts.get("read"),
+        )
         return httpx.Response(r.status, headers=r.headers, content=r.content, request=request)
 
     def _checkout(self, origin: tuple) -> _Conn | None:
@@ -240,8 +255,9 @@ class PooledTransport(httpx.AsyncBaseTransport):
         loop = asyncio.get_running_loop()
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(_Conn, host, port, ssl=ctx, server_hostname=host if ctx else None), timeout)
-        except asyncio.TimeoutError as exc:
+                loop.create_connection(_Conn, host, port, ssl=ctx, server_hostname=host if ctx else None), timeout
+            )
+        except TimeoutError as exc:
             raise httpx.ConnectTimeout(f"connect to {host}:{port} timed out") from exc
         except OSError as exc:
             raise httpx.ConnectError(f"{exc.strerror or exc} ({host}:{port})") from exc

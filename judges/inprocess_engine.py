@@ -4,13 +4,15 @@ vLLM pins torch/transformers/fastapi versions that cannot live beside Prefect, s
 It produces OpenAI-shaped bodies (choices[].message/text, logprobs, usage) so primitives work the
 same on either engine. The mapping functions are pure and tested without vLLM.
 """
+
 from __future__ import annotations
 
 import asyncio
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from judges.cache import RequestCache
 from judges.cost import Budget, Price
@@ -18,9 +20,25 @@ from judges.errors import EngineUnavailable
 from judges.types import EngineStats, Request, Response
 
 # OpenAI/vLLM body fields that map 1:1 onto SamplingParams.
-_DIRECT = ("n", "temperature", "top_p", "top_k", "min_p", "seed", "presence_penalty", "frequency_penalty",
-           "repetition_penalty", "max_tokens", "min_tokens", "stop", "stop_token_ids", "ignore_eos",
-           "skip_special_tokens", "include_stop_str_in_output", "prompt_logprobs")
+_DIRECT = (
+    "n",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "repetition_penalty",
+    "max_tokens",
+    "min_tokens",
+    "stop",
+    "stop_token_ids",
+    "ignore_eos",
+    "skip_special_tokens",
+    "include_stop_str_in_output",
+    "prompt_logprobs",
+)
 _IGNORED = ("model", "user", "stream", "add_generation_prompt")  # meaningless in-process or handled elsewhere
 _GUIDED = {"guided_choice": "choice", "guided_json": "json", "guided_regex": "regex", "guided_grammar": "grammar"}
 
@@ -93,8 +111,13 @@ def _token_logprobs(token_ids: list[int], lps: list[dict] | None, top: int) -> l
     for tid, cand in zip(token_ids, lps or []):
         chosen = cand.get(tid)
         ranked = sorted(cand.items(), key=lambda kv: getattr(kv[1], "rank", 0) or 0)[:top]
-        out.append((_decoded(chosen, tid), _lp(chosen) if chosen is not None else float("nan"),
-                    [(_decoded(v, k), _lp(v)) for k, v in ranked]))
+        out.append(
+            (
+                _decoded(chosen, tid),
+                _lp(chosen) if chosen is not None else float("nan"),
+                [(_decoded(v, k), _lp(v)) for k, v in ranked],
+            )
+        )
     return out
 
 
@@ -102,9 +125,19 @@ def _prompt_logprobs(pl: list | None) -> list | None:
     """vLLM's own JSON shape: [None, {"<token id>": {"logprob", "rank", "decoded_token"}}, ...]."""
     if pl is None:
         return None
-    return [None if d is None else {str(k): {"logprob": _lp(v), "rank": getattr(v, "rank", None),
-                                             "decoded_token": getattr(v, "decoded_token", None)} for k, v in d.items()}
-            for d in pl]
+    return [
+        None
+        if d is None
+        else {
+            str(k): {
+                "logprob": _lp(v),
+                "rank": getattr(v, "rank", None),
+                "decoded_token": getattr(v, "decoded_token", None),
+            }
+            for k, v in d.items()
+        }
+        for d in pl
+    ]
 
 
 def to_openai_body(req: Request, m: Mapped, out: Any, model: str) -> dict:
@@ -117,12 +150,23 @@ def to_openai_body(req: Request, m: Mapped, out: Any, model: str) -> dict:
         completion_tokens += len(ids)
         toks = _token_logprobs(ids, o.logprobs, m.top_logprobs) if m.logprobs else None
         if chat:
-            ch: dict[str, Any] = {"index": i, "message": {"role": "assistant", "content": o.text},
-                                  "finish_reason": o.finish_reason}
+            ch: dict[str, Any] = {
+                "index": i,
+                "message": {"role": "assistant", "content": o.text},
+                "finish_reason": o.finish_reason,
+            }
             if toks is not None:
-                ch["logprobs"] = {"content": [{"token": t, "logprob": lp, "bytes": list(t.encode()),
-                                               "top_logprobs": [{"token": a, "logprob": b, "bytes": list(a.encode())}
-                                                                for a, b in alts]} for t, lp, alts in toks]}
+                ch["logprobs"] = {
+                    "content": [
+                        {
+                            "token": t,
+                            "logprob": lp,
+                            "bytes": list(t.encode()),
+                            "top_logprobs": [{"token": a, "logprob": b, "bytes": list(a.encode())} for a, b in alts],
+                        }
+                        for t, lp, alts in toks
+                    ]
+                }
         else:
             text = ((out.prompt or "") + o.text) if m.echo else o.text
             ch = {"index": i, "text": text, "finish_reason": o.finish_reason}
@@ -137,32 +181,52 @@ def to_openai_body(req: Request, m: Mapped, out: Any, model: str) -> dict:
                 for t, _, _ in seq:
                     offs.append(pos)
                     pos += len(t)
-                ch["logprobs"] = {"tokens": [t for t, _, _ in seq], "token_logprobs": [lp for _, lp, _ in seq],
-                                  "top_logprobs": [dict(alts) or None for _, _, alts in seq], "text_offset": offs}
+                ch["logprobs"] = {
+                    "tokens": [t for t, _, _ in seq],
+                    "token_logprobs": [lp for _, lp, _ in seq],
+                    "top_logprobs": [dict(alts) or None for _, _, alts in seq],
+                    "text_offset": offs,
+                }
             if "prompt_logprobs" in m.sampling and not m.echo:
                 ch["prompt_logprobs"] = _prompt_logprobs(out.prompt_logprobs)
         choices.append(ch)
-    return {"id": f"inproc-{getattr(out, 'request_id', '')}",
-            "object": "chat.completion" if chat else "text_completion", "created": int(time.time()),
-            "model": model, "choices": choices,
-            "usage": {"prompt_tokens": len(prompt_ids), "completion_tokens": completion_tokens,
-                      "total_tokens": len(prompt_ids) + completion_tokens}}
+    return {
+        "id": f"inproc-{getattr(out, 'request_id', '')}",
+        "object": "chat.completion" if chat else "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+        "usage": {
+            "prompt_tokens": len(prompt_ids),
+            "completion_tokens": completion_tokens,
+            "total_tokens": len(prompt_ids) + completion_tokens,
+        },
+    }
 
 
 def _import_vllm():
     try:
-        import vllm  # noqa: PLC0415
+        import vllm
     except ImportError as exc:
-        raise EngineUnavailable("vllm is not importable in this environment; use HTTPEngine against "
-                                f"`prefmill llm serve` ({exc})") from exc
+        raise EngineUnavailable(
+            f"vllm is not importable in this environment; use HTTPEngine against `prefmill llm serve` ({exc})"
+        ) from exc
     return vllm
 
 
 class VLLMEngine:
     """``vllm.LLM`` in this process. GPU-seconds: each generate call's wall time split evenly over its rows."""
 
-    def __init__(self, model_path: str, *, revision: str = "", cache: RequestCache | None = None,
-                 budget: Budget | None = None, price: Price | None = None, **llm_kwargs: Any):
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        revision: str = "",
+        cache: RequestCache | None = None,
+        budget: Budget | None = None,
+        price: Price | None = None,
+        **llm_kwargs: Any,
+    ):
         self._vllm = _import_vllm()
         self.model = model_path
         self.revision = revision or model_path
@@ -180,9 +244,11 @@ class VLLMEngine:
         if m.structured:
             try:
                 from vllm.sampling_params import StructuredOutputsParams  # vLLM >= 0.10.2
+
                 sp["structured_outputs"] = StructuredOutputsParams(**m.structured)
             except ImportError:
                 from vllm.sampling_params import GuidedDecodingParams
+
                 sp["guided_decoding"] = GuidedDecodingParams(**m.structured)
         return self._vllm.SamplingParams(**sp)
 
@@ -191,24 +257,30 @@ class VLLMEngine:
         comps = [i for i, r in enumerate(reqs) if r.kind != "chat"]
         outs: list = [None] * len(reqs)
         if chats:
-            res = self._llm.chat([[{"role": a, "content": c} for a, c in reqs[i].messages or ()] for i in chats],
-                                 [sps[i] for i in chats], use_tqdm=False)
+            res = self._llm.chat(
+                [[{"role": a, "content": c} for a, c in reqs[i].messages or ()] for i in chats],
+                [sps[i] for i in chats],
+                use_tqdm=False,
+            )
             for i, o in zip(chats, res):
                 outs[i] = o
         if comps:
-            for i, o in zip(comps, self._llm.generate([reqs[i].prompt for i in comps], [sps[i] for i in comps],
-                                                      use_tqdm=False)):
+            for i, o in zip(
+                comps, self._llm.generate([reqs[i].prompt for i in comps], [sps[i] for i in comps], use_tqdm=False)
+            ):
                 outs[i] = o
         return outs
 
-    def run(self, requests: Iterable[Request],
-            on_result: Callable[[int, Response], None] | None = None) -> list[Response]:
+    def run(
+        self, requests: Iterable[Request], on_result: Callable[[int, Response], None] | None = None
+    ) -> list[Response]:
         requests = list(requests)
         self.stats.requests += len(requests)
         keys = [r.key(self.revision) for r in requests]
         hits = self.cache.get_many(keys) if self.cache is not None else {}
-        results: list[Response | None] = [Response(ok=True, body=hits[k], cached=True) if k in hits else None
-                                          for k in keys]
+        results: list[Response | None] = [
+            Response(ok=True, body=hits[k], cached=True) if k in hits else None for k in keys
+        ]
         self.stats.cache_hits += sum(r is not None for r in results)
         todo, mapped, sps = [], [], []
         for i, r in enumerate(requests):
@@ -258,8 +330,9 @@ class VLLMEngine:
         for j, i in enumerate(todo):
             o = outs[j]
             if isinstance(o, Exception):
-                results[i] = Response(ok=False, error="engine_error", detail=str(o)[:300], attempts=1,
-                                      gpu_seconds=share)
+                results[i] = Response(
+                    ok=False, error="engine_error", detail=str(o)[:300], attempts=1, gpu_seconds=share
+                )
                 continue
             body = to_openai_body(requests[i], mapped[j], o, self.model)
             results[i] = resp = Response(ok=True, body=body, latency_s=wall, attempts=1, gpu_seconds=share)

@@ -4,6 +4,7 @@ Every parser returns ``Parsed(ok, value, reason, detail)`` and never raises on m
 malformed answer becomes one rejected row with a reason (``judge_unparseable``,
 ``not_a_permutation``, ``score_out_of_scale``, ``truncated``, ``refused``, ``empty_output``).
 """
+
 from __future__ import annotations
 
 import math
@@ -48,8 +49,10 @@ def _precheck(text: str | None) -> Parsed | None:
 
 # ---------------------------------------------------------------- pairwise verdict
 
-_LABEL = r"(?:(?:the\s+)?(?:final\s+)?(?:answer|verdict|winner|choice|decision|preferred|better(?:\s+response)?)" \
-         r"(?:\s+(?:is|would\s+be))?\s*[:=\-]?\s*)"
+_LABEL = (
+    r"(?:(?:the\s+)?(?:final\s+)?(?:answer|verdict|winner|choice|decision|preferred|better(?:\s+response)?)"
+    r"(?:\s+(?:is|would\s+be))?\s*[:=\-]?\s*)"
+)
 _WHO = r"(?:(?:response|assistant|output|option|candidate|answer)\s*)"
 _START = re.compile(rf"^{_LABEL}?{_WHO}?[\[(]?([AB])[\])]?(?![A-Za-z0-9])", re.IGNORECASE)
 _JOINED = re.compile(r"^\s*(?:or|and|/|&|,|vs\.?|versus|=)\s*(?:" + _WHO + r")?[\[(]?[AB]\b", re.IGNORECASE)
@@ -81,7 +84,7 @@ def parse_verdict(text: str | None, finish_reason: str | None = None) -> Parsed:
         return reject("judge_unparseable", f"tie: {body}")
     m = _START.match(body)
     if m and (letter := _letter_at(body, m)):
-        if _JOINED.match(body[m.end():]):
+        if _JOINED.match(body[m.end() :]):
             return reject("judge_unparseable", f"ambiguous: {body}")
         return Parsed(True, letter)
     found = {(a or b).upper() for a, b in _EXPLICIT.findall(body)}
@@ -97,28 +100,43 @@ def parse_verdict(text: str | None, finish_reason: str | None = None) -> Parsed:
 # ---------------------------------------------------------------- pointwise score
 
 _NUM = r"[-+]?\d+(?:\.\d+)?"
-_WORDS = {w: i for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-    "sixteen seventeen eighteen nineteen twenty".split())}
+_WORDS = {
+    w: i
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+        "sixteen seventeen eighteen nineteen twenty".split()
+    )
+}
 _WORD = r"(?:" + "|".join(sorted(_WORDS, key=len, reverse=True)) + r")"
 _SCORE_PATTERNS = [
     # I-SHEEP: strip leading non-word chars, take a leading number.
     re.compile(rf"^[^\w+-]*({_NUM})(?!\w)"),
-    re.compile(rf"\b(?:score|rating|grade|rate|mark)\w*\s*(?:(?:it|this(?:\s+response)?|is|of|would\s+be|"
-               rf"as|a)\s+)*[:=]?\s*({_NUM})(?!\w)", re.IGNORECASE),
+    re.compile(
+        rf"\b(?:score|rating|grade|rate|mark)\w*\s*(?:(?:it|this(?:\s+response)?|is|of|would\s+be|"
+        rf"as|a)\s+)*[:=]?\s*({_NUM})(?!\w)",
+        re.IGNORECASE,
+    ),
     re.compile(rf"({_NUM})\s*(?:/|out\s+of)\s*\d+", re.IGNORECASE),
     re.compile(rf"({_NUM})\s*\|\|"),
     re.compile(rf"(?m)^\W*({_NUM})\W*$"),  # a line holding only a number
-    re.compile(rf"\b(?:deserves?|gives?|giving|assigns?|awards?)\s+(?:it\s+|this\s+|a\s+)*"
-               rf"(?:score\s+of\s+)?({_NUM})(?!\w)", re.IGNORECASE),
+    re.compile(
+        rf"\b(?:deserves?|gives?|giving|assigns?|awards?)\s+(?:it\s+|this\s+|a\s+)*"
+        rf"(?:score\s+of\s+)?({_NUM})(?!\w)",
+        re.IGNORECASE,
+    ),
 ]
 _SCORE_WORD = re.compile(rf"^\W*(?:(?:score|rating)\s*[:=]?\s*)?({_WORD})\b", re.IGNORECASE)
-_DENOM = re.compile(rf"^\s*(?:/|out\s+of)\s*(\d+)", re.IGNORECASE)
+_DENOM = re.compile(r"^\s*(?:/|out\s+of)\s*(\d+)", re.IGNORECASE)
 _RANGE = re.compile(rf"^\s*(?:-|–|to|or)\s*{_NUM}\b")
 
 
-def parse_score(text: str | None, scale: tuple[float, float] = (1, 10), finish_reason: str | None = None,
-                words: bool = True, round_to_int: bool = True) -> Parsed:
+def parse_score(
+    text: str | None,
+    scale: tuple[float, float] = (1, 10),
+    finish_reason: str | None = None,
+    words: bool = True,
+    round_to_int: bool = True,
+) -> Parsed:
     """A number on the declared scale (I-SHEEP style parser, extended): leading number, then
     "Score: 8", "8/10" / "8 out of 10", "8 || reason", a number alone on a line, then number words.
     Out of scale -> ``score_out_of_scale``; a "7-8" range -> ``judge_unparseable``."""
@@ -130,7 +148,7 @@ def parse_score(text: str | None, scale: tuple[float, float] = (1, 10), finish_r
         m = pat.search(body)
         if not m:
             continue
-        rest = body[m.end(1):]
+        rest = body[m.end(1) :]
         if _RANGE.match(rest):
             return reject("judge_unparseable", f"ambiguous range: {body}")
         if finish_reason == "length" and not rest.strip():
@@ -177,11 +195,10 @@ def parse_ranking(text: str | None, n: int, finish_reason: str | None = None) ->
     order = [int(x) for x in _RANK_INT.findall(m.group(0))]
     if sorted(order) == list(range(1, n + 1)):
         return Parsed(True, order)
-    if finish_reason == "length" and len(order) < n and re.fullmatch(r"[\s>≻,;\[\]→-]*", body[m.end():]):
+    if finish_reason == "length" and len(order) < n and re.fullmatch(r"[\s>≻,;\[\]→-]*", body[m.end() :]):
         return reject("truncated", body)
     dupes = sorted({x for x in order if order.count(x) > 1})
     missing = sorted(set(range(1, n + 1)) - set(order))
     unknown = sorted({x for x in order if not 1 <= x <= n})
-    detail = "; ".join(f"{k}={v}" for k, v in
-                       (("duplicates", dupes), ("missing", missing), ("unknown", unknown)) if v)
+    detail = "; ".join(f"{k}={v}" for k, v in (("duplicates", dupes), ("missing", missing), ("unknown", unknown)) if v)
     return reject("not_a_permutation", f"{detail}: {m.group(0)}")

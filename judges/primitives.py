@@ -5,6 +5,7 @@ batching fills up) and returns one result per item with ``ok``/``reason``, the t
 token counts. A malformed answer or a failed request rejects that item only; nothing here raises
 for model output.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -12,8 +13,9 @@ import itertools
 import json
 import math
 import random
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, Protocol
 
 from judges import parsing
 from judges.templates import PAIRWISE, POINTWISE, RANKING, Template
@@ -149,8 +151,16 @@ def _empty_choices(resp: Response) -> bool:
 # ---------------------------------------------------------------- sample
 
 
-def sample(engine: Engine, prompts: Sequence[Prompt], n: int = 1, seed: int = 0, *, chat: bool = True,
-           template_id: str | None = None, **sampling: Any) -> list[SampleResult]:
+def sample(
+    engine: Engine,
+    prompts: Sequence[Prompt],
+    n: int = 1,
+    seed: int = 0,
+    *,
+    chat: bool = True,
+    template_id: str | None = None,
+    **sampling: Any,
+) -> list[SampleResult]:
     """``n`` completions per prompt in one request each (``n`` and ``seed`` go to the server, so a
     rerun with the same seed is the same request: identical output and a cache hit).
 
@@ -166,8 +176,9 @@ def sample(engine: Engine, prompts: Sequence[Prompt], n: int = 1, seed: int = 0,
     for resp in engine.run(reqs):
         if not resp.ok or _empty_choices(resp):
             reason, detail = _failed(resp) if not resp.ok else ("empty_output", "no choices")
-            out.append(SampleResult(False, [], reason, detail, seed, template_id, resp.prompt_tokens,
-                                    resp.completion_tokens))
+            out.append(
+                SampleResult(False, [], reason, detail, seed, template_id, resp.prompt_tokens, resp.completion_tokens)
+            )
             continue
         comps = []
         for text, fin in zip(resp.texts(), resp.finish_reasons()):
@@ -220,8 +231,14 @@ def _verdict_params(mode: str, top_logprobs: int, extra: dict) -> dict:
     if mode == "guided":
         # vLLM applies the grammar mask before computing logprobs, so the two letters' logprobs
         # come back normalised over the allowed choices.
-        return {"max_tokens": 2, "temperature": 0, "logprobs": True, "top_logprobs": 2,
-                "structured_outputs": {"choice": ["A", "B"]}, **extra}
+        return {
+            "max_tokens": 2,
+            "temperature": 0,
+            "logprobs": True,
+            "top_logprobs": 2,
+            "structured_outputs": {"choice": ["A", "B"]},
+            **extra,
+        }
     if mode == "logprobs":
         return {"max_tokens": 1, "temperature": 0, "logprobs": True, "top_logprobs": top_logprobs, **extra}
     return {"max_tokens": 8, "temperature": 0, **extra}  # text: parse the letter, P is 0 or 1
@@ -243,9 +260,17 @@ def _read_order(resp: Response, mode: str) -> tuple[float | None, str | None, st
     return (1.0 if parsed.value == "A" else 0.0), None, text, "" if mode == "text" else "from_text"
 
 
-def pairwise_verdict(engine: Engine, items: Sequence[tuple[Prompt, str, str]], template: Template = PAIRWISE, *,
-                     use_logprobs: bool = True, guided: bool = False, guided_fallback: bool = True,
-                     top_logprobs: int = 20, **params: Any) -> list[Verdict]:
+def pairwise_verdict(
+    engine: Engine,
+    items: Sequence[tuple[Prompt, str, str]],
+    template: Template = PAIRWISE,
+    *,
+    use_logprobs: bool = True,
+    guided: bool = False,
+    guided_fallback: bool = True,
+    top_logprobs: int = 20,
+    **params: Any,
+) -> list[Verdict]:
     """P(a ≻ b) for each (prompt, a, b), asked in both orders: P = ½[P_AB(A) + P_BA(B)].
 
     Modes: ``use_logprobs`` reads the first token's top logprobs (max_tokens=1); ``guided`` forces
@@ -259,15 +284,26 @@ def pairwise_verdict(engine: Engine, items: Sequence[tuple[Prompt, str, str]], t
         ptext = prompt if isinstance(prompt, str) else _conversation(prompt)
         for first, second in ((a, b), (b, a)):
             msgs = template.render(prompt=ptext, response_a=first, response_b=second)
-            reqs.append(Request.chat(engine.model, msgs, template_id=tid, **_verdict_params(mode, top_logprobs, params)))
+            reqs.append(
+                Request.chat(engine.model, msgs, template_id=tid, **_verdict_params(mode, top_logprobs, params))
+            )
     resps = engine.run(reqs)
     reads = [_read_order(r, mode) for r in resps]
     modes = [mode] * len(reqs)
     if mode == "logprobs" and guided_fallback:
         redo = [i for i, (p, reason, _, _) in enumerate(reads) if p is None and _answer_problem(reason)]
         if redo:
-            again = engine.run([Request.chat(engine.model, [{"role": r, "content": c} for r, c in reqs[i].messages],
-                                             template_id=tid, **_verdict_params("guided", 2, params)) for i in redo])
+            again = engine.run(
+                [
+                    Request.chat(
+                        engine.model,
+                        [{"role": r, "content": c} for r, c in reqs[i].messages],
+                        template_id=tid,
+                        **_verdict_params("guided", 2, params),
+                    )
+                    for i in redo
+                ]
+            )
             for i, resp in zip(redo, again):
                 reads[i] = _read_order(resp, "guided")
                 modes[i] = "guided"
@@ -278,16 +314,25 @@ def pairwise_verdict(engine: Engine, items: Sequence[tuple[Prompt, str, str]], t
         p_ab = pab
         p_ba = None if pba_a is None else 1.0 - pba_a  # a is shown as B in the swapped order
         ok = p_ab is not None and p_ba is not None
-        used = sorted(set(modes[2 * k: 2 * k + 2]))
+        used = sorted(set(modes[2 * k : 2 * k + 2]))
         m = used[0] if len(used) == 1 else "+".join(used)
         if m != "text" and "from_text" in (dab, dba):
             m = f"{m}+text"  # a letter was read from the text because no logprobs came back
-        out.append(Verdict(
-            prob_a=(p_ab + p_ba) / 2 if ok else None, p_ab=p_ab, p_ba=p_ba, ok=ok,
-            reason=None if ok else (rab or rba), template_id=tid, raw=(tab, tba), mode=m,
-            detail="; ".join(d for d in (dab, dba) if d),
-            prompt_tokens=resps[2 * k].prompt_tokens + resps[2 * k + 1].prompt_tokens,
-            completion_tokens=resps[2 * k].completion_tokens + resps[2 * k + 1].completion_tokens))
+        out.append(
+            Verdict(
+                prob_a=(p_ab + p_ba) / 2 if ok else None,
+                p_ab=p_ab,
+                p_ba=p_ba,
+                ok=ok,
+                reason=None if ok else (rab or rba),
+                template_id=tid,
+                raw=(tab, tba),
+                mode=m,
+                detail="; ".join(d for d in (dab, dba) if d),
+                prompt_tokens=resps[2 * k].prompt_tokens + resps[2 * k + 1].prompt_tokens,
+                completion_tokens=resps[2 * k].completion_tokens + resps[2 * k + 1].completion_tokens,
+            )
+        )
     return out
 
 
@@ -297,8 +342,10 @@ def _answer_problem(reason: str | None) -> bool:
 
 
 def _merge_usage(a: Response, b: Response) -> Response:
-    usage = {"prompt_tokens": a.prompt_tokens + b.prompt_tokens,
-             "completion_tokens": a.completion_tokens + b.completion_tokens}
+    usage = {
+        "prompt_tokens": a.prompt_tokens + b.prompt_tokens,
+        "completion_tokens": a.completion_tokens + b.completion_tokens,
+    }
     return Response(b.ok, {**(b.body or {}), "usage": usage}, b.error, b.detail)
 
 
@@ -312,20 +359,34 @@ def _conversation(messages: Messages) -> str:
 # ---------------------------------------------------------------- pointwise score
 
 
-def pointwise_score(engine: Engine, items: Sequence[tuple[Prompt, str]], scale: tuple[int, int] = (1, 10),
-                    template: Template = POINTWISE, *, max_tokens: int = 24, guided: bool = False,
-                    **params: Any) -> list[Score]:
+def pointwise_score(
+    engine: Engine,
+    items: Sequence[tuple[Prompt, str]],
+    scale: tuple[int, int] = (1, 10),
+    template: Template = POINTWISE,
+    *,
+    max_tokens: int = 24,
+    guided: bool = False,
+    **params: Any,
+) -> list[Score]:
     """A score on ``scale`` for each (prompt, response); unparseable / out-of-scale answers are
     rejected items (parser: judges.parsing.parse_score). ``guided`` constrains the answer to the
     scale's integers with vLLM structured outputs (choice)."""
     tid = template.id
     if guided:
-        params = {"structured_outputs": {"choice": [str(v) for v in range(int(scale[0]), int(scale[1]) + 1)]},
-                  **params}
+        params = {"structured_outputs": {"choice": [str(v) for v in range(int(scale[0]), int(scale[1]) + 1)]}, **params}
     params = {"temperature": 0, "max_tokens": max_tokens, **params}
-    reqs = [Request.chat(engine.model, template.render(
-        prompt=p if isinstance(p, str) else _conversation(p), response=r, scale_min=scale[0], scale_max=scale[1]),
-        template_id=tid, **params) for p, r in items]
+    reqs = [
+        Request.chat(
+            engine.model,
+            template.render(
+                prompt=p if isinstance(p, str) else _conversation(p), response=r, scale_min=scale[0], scale_max=scale[1]
+            ),
+            template_id=tid,
+            **params,
+        )
+        for p, r in items
+    ]
     out = []
     for resp in engine.run(reqs):
         if not resp.ok:
@@ -334,8 +395,19 @@ def pointwise_score(engine: Engine, items: Sequence[tuple[Prompt, str]], scale: 
             continue
         text, fin, _ = _first_choice(resp)
         parsed = parsing.parse_score(text, scale, fin)
-        out.append(Score(parsed.value, parsed.ok, parsed.reason, tid, text, scale, parsed.detail,
-                         resp.prompt_tokens, resp.completion_tokens))
+        out.append(
+            Score(
+                parsed.value,
+                parsed.ok,
+                parsed.reason,
+                tid,
+                text,
+                scale,
+                parsed.detail,
+                resp.prompt_tokens,
+                resp.completion_tokens,
+            )
+        )
     return out
 
 
@@ -360,9 +432,16 @@ def ranking_constraint(n: int) -> dict:
     return {"regex": rf"\[{num}\](?: > \[{num}\]){{{n - 1}}}"}
 
 
-def rank_many(engine: Engine, items: Sequence[tuple[Prompt, Sequence[str]]], shuffle_seed: int | None = 0,
-              template: Template = RANKING, *, max_tokens: int | None = None, guided: bool = False,
-              **params: Any) -> list[Ranking]:
+def rank_many(
+    engine: Engine,
+    items: Sequence[tuple[Prompt, Sequence[str]]],
+    shuffle_seed: int | None = 0,
+    template: Template = RANKING,
+    *,
+    max_tokens: int | None = None,
+    guided: bool = False,
+    **params: Any,
+) -> list[Ranking]:
     """Best-first ranking of each item's candidates. Candidates are shown in a seeded shuffled
     order (position bias), the answer is parsed as a permutation and mapped back to the given
     indices; anything but a full permutation is rejected (``not_a_permutation``, ...).
@@ -377,8 +456,11 @@ def rank_many(engine: Engine, items: Sequence[tuple[Prompt, Sequence[str]]], shu
         msgs = template.render(prompt=ptext, candidates=[cands[i] for i in shown], n=len(cands))
         budget = max_tokens or 8 + 6 * len(cands)  # "[12] > " is ~6 tokens on small vocabularies
         extra = {"structured_outputs": ranking_constraint(len(cands))} if guided else {}
-        reqs.append(Request.chat(engine.model, msgs, template_id=tid,
-                                 **{"temperature": 0, "max_tokens": budget, **extra, **params}))
+        reqs.append(
+            Request.chat(
+                engine.model, msgs, template_id=tid, **{"temperature": 0, "max_tokens": budget, **extra, **params}
+            )
+        )
     out = []
     for (prompt, cands), shown, resp in zip(items, shown_all, engine.run(reqs)):
         if not resp.ok:
@@ -388,13 +470,30 @@ def rank_many(engine: Engine, items: Sequence[tuple[Prompt, Sequence[str]]], shu
         text, fin, _ = _first_choice(resp)
         parsed = parsing.parse_ranking(text, len(cands), fin)
         order = [shown[k - 1] for k in parsed.value] if parsed.ok else None
-        out.append(Ranking(order, parsed.ok, parsed.reason, tid, text, shown, parsed.detail,
-                           resp.prompt_tokens, resp.completion_tokens))
+        out.append(
+            Ranking(
+                order,
+                parsed.ok,
+                parsed.reason,
+                tid,
+                text,
+                shown,
+                parsed.detail,
+                resp.prompt_tokens,
+                resp.completion_tokens,
+            )
+        )
     return out
 
 
-def rank(engine: Engine, prompt: Prompt, candidates: Sequence[str], shuffle_seed: int | None = 0,
-         template: Template = RANKING, **params: Any) -> Ranking:
+def rank(
+    engine: Engine,
+    prompt: Prompt,
+    candidates: Sequence[str],
+    shuffle_seed: int | None = 0,
+    template: Template = RANKING,
+    **params: Any,
+) -> Ranking:
     return rank_many(engine, [(prompt, candidates)], shuffle_seed, template, **params)[0]
 
 
@@ -419,8 +518,12 @@ def _token_id(tok: str) -> int | None:
     return None
 
 
-def sequence_logprobs(engine: Engine, items: Sequence[tuple[Prompt, str]], chat_template: bool | str | None = None,
-                      tokenizer: Tokenizer | None = None) -> list[LogProb]:
+def sequence_logprobs(
+    engine: Engine,
+    items: Sequence[tuple[Prompt, str]],
+    chat_template: bool | str | None = None,
+    tokenizer: Tokenizer | None = None,
+) -> list[LogProb]:
     """log p(completion | prompt) summed (and averaged) over the completion's tokens only.
 
     How the boundary is found: the prompt part is rendered alone (the model's chat template with
@@ -438,8 +541,9 @@ def sequence_logprobs(engine: Engine, items: Sequence[tuple[Prompt, str]], chat_
             tok.close()  # type: ignore[union-attr]
 
 
-def _sequence_logprobs(engine: Engine, items: Sequence[tuple[Prompt, str]], chat_template: bool | str | None,
-                       tok: Tokenizer) -> list[LogProb]:
+def _sequence_logprobs(
+    engine: Engine, items: Sequence[tuple[Prompt, str]], chat_template: bool | str | None, tok: Tokenizer
+) -> list[LogProb]:
     prepared: list[tuple[str, list[int], bool] | LogProb] = []
     for prompt, _completion in items:
         use_chat = (not isinstance(prompt, str)) if chat_template is None else bool(chat_template)
@@ -459,9 +563,18 @@ def _sequence_logprobs(engine: Engine, items: Sequence[tuple[Prompt, str]], chat
         if isinstance(prep, LogProb):
             continue
         text, _, add_special = prep
-        reqs.append(Request.completion(engine.model, text + completion, echo=True, logprobs=1, max_tokens=1,
-                                       temperature=0, add_special_tokens=add_special,
-                                       return_tokens_as_token_ids=True))
+        reqs.append(
+            Request.completion(
+                engine.model,
+                text + completion,
+                echo=True,
+                logprobs=1,
+                max_tokens=1,
+                temperature=0,
+                add_special_tokens=add_special,
+                return_tokens_as_token_ids=True,
+            )
+        )
         slots.append(i)
     out: list[LogProb] = [p if isinstance(p, LogProb) else None for p in prepared]  # type: ignore[misc]
     for i, resp in zip(slots, engine.run(reqs)):
@@ -483,20 +596,43 @@ def _score_echo(resp: Response, prompt_ids: list[int], completion: str) -> LogPr
         return LogProb(None, None, 0, False, "no_logprobs", "server returned no echoed token ids", [], 0, *usage)
     k = len(prompt_ids)
     if ids[:k] != list(prompt_ids):
-        return LogProb(None, None, 0, False, "boundary_mismatch",
-                       f"prompt ids {prompt_ids[-3:]} vs echoed {ids[max(k - 3, 0):k + 1]}", [], k, *usage)
+        return LogProb(
+            None,
+            None,
+            0,
+            False,
+            "boundary_mismatch",
+            f"prompt ids {prompt_ids[-3:]} vs echoed {ids[max(k - 3, 0) : k + 1]}",
+            [],
+            k,
+            *usage,
+        )
     scored = values[k:n_total]
     if not scored:
-        return LogProb(None, None, 0, False, "empty_output" if not completion else "boundary_mismatch",
-                       "no completion tokens", [], k, *usage)
+        return LogProb(
+            None,
+            None,
+            0,
+            False,
+            "empty_output" if not completion else "boundary_mismatch",
+            "no completion tokens",
+            [],
+            k,
+            *usage,
+        )
     if any(v is None for v in scored):  # only the very first token of a sequence has no logprob
         return LogProb(None, None, 0, False, "no_context", "completion starts the sequence", [], k, *usage)
     total = float(sum(scored))
     return LogProb(total, total / len(scored), len(scored), True, None, "", [float(v) for v in scored], k, *usage)
 
 
-def sequence_logprob(engine: Engine, prompt: Prompt, completion: str, chat_template: bool | str | None = None,
-                     tokenizer: Tokenizer | None = None) -> LogProb:
+def sequence_logprob(
+    engine: Engine,
+    prompt: Prompt,
+    completion: str,
+    chat_template: bool | str | None = None,
+    tokenizer: Tokenizer | None = None,
+) -> LogProb:
     return sequence_logprobs(engine, [(prompt, completion)], chat_template, tokenizer)[0]
 
 
@@ -514,7 +650,7 @@ class ServerTokenizer:
         self._memo: dict[str, Any] = {}
 
     @classmethod
-    def for_engine(cls, engine: Engine) -> "ServerTokenizer":
+    def for_engine(cls, engine: Engine) -> ServerTokenizer:
         url = getattr(engine, "base_url", None)
         if not url:
             raise TypeError(f"{type(engine).__name__} has no base_url: pass tokenizer= to sequence_logprob")
@@ -547,9 +683,16 @@ class ServerTokenizer:
 # ---------------------------------------------------------------- JSON-schema generation
 
 
-def generate_json_many(engine: Engine, items: Iterable[Prompt], json_schema: dict, *, max_tokens: int = 256,
-                       response_format: bool = False, template_id: str | None = None,
-                       **params: Any) -> list[JsonResult]:
+def generate_json_many(
+    engine: Engine,
+    items: Iterable[Prompt],
+    json_schema: dict,
+    *,
+    max_tokens: int = 256,
+    response_format: bool = False,
+    template_id: str | None = None,
+    **params: Any,
+) -> list[JsonResult]:
     """Schema-constrained JSON per prompt (vLLM structured outputs: body field
     ``structured_outputs={"json": schema}``; ``response_format=True`` sends the OpenAI-standard
     ``response_format`` json_schema instead). The answer is validated with jsonschema on return,
@@ -558,12 +701,20 @@ def generate_json_many(engine: Engine, items: Iterable[Prompt], json_schema: dic
 
     validator = jsonschema.Draft202012Validator(json_schema)
     if response_format:
-        constraint = {"response_format": {"type": "json_schema",
-                                          "json_schema": {"name": "output", "schema": json_schema}}}
+        constraint = {
+            "response_format": {"type": "json_schema", "json_schema": {"name": "output", "schema": json_schema}}
+        }
     else:
         constraint = {"structured_outputs": {"json": json_schema}}
-    reqs = [Request.chat(engine.model, _messages(p), template_id=template_id,
-                         **{"temperature": 0, "max_tokens": max_tokens, **constraint, **params}) for p in items]
+    reqs = [
+        Request.chat(
+            engine.model,
+            _messages(p),
+            template_id=template_id,
+            **{"temperature": 0, "max_tokens": max_tokens, **constraint, **params},
+        )
+        for p in items
+    ]
     out = []
     for resp in engine.run(reqs):
         usage = (resp.prompt_tokens, resp.completion_tokens)

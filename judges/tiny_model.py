@@ -4,6 +4,7 @@ It lets tests and benchmarks run a real ``vllm serve`` on a CPU in seconds. Its 
 so its text is gibberish: tests check the plumbing (parsers, logprob arithmetic, rejections), never
 the quality of an answer. Same seed -> byte-identical files (tests compare hashes).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,8 +33,7 @@ _CORPUS = [
 ]
 
 
-def build_tiny_model(out_dir: str | Path, seed: int = 0, vocab_size: int = 512,
-                     n_positions: int = 2048) -> Path:
+def build_tiny_model(out_dir: str | Path, seed: int = 0, vocab_size: int = 512, n_positions: int = 2048) -> Path:
     """Write config, safetensors weights, tokenizer and chat template to ``out_dir``; return it."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -46,17 +46,34 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0, vocab_size: int = 512,
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    tok.train_from_iterator(_CORPUS * 20, trainer=trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    tok.train_from_iterator(
+        _CORPUS * 20,
+        trainer=trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=["<|endoftext|>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
+    )
     hf_tok = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
-        unk_token="<|endoftext|>", pad_token="<|endoftext|>", model_max_length=n_positions)
+        tokenizer_object=tok,
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        model_max_length=n_positions,
+    )
     hf_tok.chat_template = CHAT_TEMPLATE
 
-    config = GPT2Config(n_layer=2, n_embd=64, n_head=2, n_positions=n_positions,
-                        vocab_size=len(hf_tok), bos_token_id=hf_tok.bos_token_id,
-                        eos_token_id=hf_tok.eos_token_id)
+    config = GPT2Config(
+        n_layer=2,
+        n_embd=64,
+        n_head=2,
+        n_positions=n_positions,
+        vocab_size=len(hf_tok),
+        bos_token_id=hf_tok.bos_token_id,
+        eos_token_id=hf_tok.eos_token_id,
+    )
     # Seed a private RNG scope so building a model does not disturb the caller's torch RNG.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -5,6 +5,7 @@ is the cache key, so a resumed run never pays twice for a call. An engine turns 
 requests into a list of ``Response`` in the same order and never raises for one bad request:
 a failure is a ``Response`` with ``ok=False`` and a machine-readable ``error``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,14 +28,23 @@ class Request:
     tag: str | None = None  # caller bookkeeping (e.g. record_id); not part of the key
 
     @staticmethod
-    def chat(model: str, messages: list[dict], template_id: str | None = None, tag: str | None = None,
-             **params: Any) -> "Request":
-        return Request("chat", model, tuple((m["role"], m["content"]) for m in messages), None,
-                       tuple(sorted(params.items())), template_id, tag)
+    def chat(
+        model: str, messages: list[dict], template_id: str | None = None, tag: str | None = None, **params: Any
+    ) -> Request:
+        return Request(
+            "chat",
+            model,
+            tuple((m["role"], m["content"]) for m in messages),
+            None,
+            tuple(sorted(params.items())),
+            template_id,
+            tag,
+        )
 
     @staticmethod
-    def completion(model: str, prompt: str, template_id: str | None = None, tag: str | None = None,
-                   **params: Any) -> "Request":
+    def completion(
+        model: str, prompt: str, template_id: str | None = None, tag: str | None = None, **params: Any
+    ) -> Request:
         return Request("completion", model, None, prompt, tuple(sorted(params.items())), template_id, tag)
 
     @property

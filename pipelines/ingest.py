@@ -13,6 +13,7 @@ Beam options (``--runner=FlinkRunner``, ``--direct_num_workers=2
 --direct_running_mode=multi_processing``, ...) pass through ``beam_args`` unchanged; cluster runners
 need the staging directory on a shared filesystem.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -43,8 +44,7 @@ from apache_beam.transforms.environments import Environment
 
 from schemas.adapters import get_adapter
 from schemas.ingest import adapt_records
-from schemas.readers import (DEFAULT_CHUNK_ROWS, DEFAULT_MAX_RECORD_BYTES, Chunk, check_source, plan_chunks,
-                             read_chunk)
+from schemas.readers import DEFAULT_CHUNK_ROWS, DEFAULT_MAX_RECORD_BYTES, Chunk, check_source, plan_chunks, read_chunk
 from schemas.step import rejects_table
 from schemas.validation import ValidationConfig, validate_rows
 
@@ -64,8 +64,15 @@ class IngestCounts:
     shapes: Counter = field(default_factory=Counter)
 
     def add(self, d: dict) -> None:
-        for k in ("records_read", "rows_read", "rows_adapted", "rows_kept", "rows_rejected",
-                  "rows_rejected_adapt", "rows_rejected_validate"):
+        for k in (
+            "records_read",
+            "rows_read",
+            "rows_adapted",
+            "rows_kept",
+            "rows_rejected",
+            "rows_rejected_adapt",
+            "rows_rejected_validate",
+        ):
             setattr(self, k, getattr(self, k) + d[k])
         self.reasons.update(d["reasons"])
         self.shapes.update(d["shapes"])
@@ -98,19 +105,43 @@ def _gc_paused():
             gc.enable()
 
 
-def ingest_chunk(chunk: Chunk, adapter, *, format_name: str, run_id: str, staging: Path,
-                 max_record_bytes: int, validation: ValidationConfig | None) -> dict:
+def ingest_chunk(
+    chunk: Chunk,
+    adapter,
+    *,
+    format_name: str,
+    run_id: str,
+    staging: Path,
+    max_record_bytes: int,
+    validation: ValidationConfig | None,
+) -> dict:
     """Process one chunk end to end and stage its outputs; returns its counts (JSON-able)."""
     with _gc_paused():
-        return _ingest_chunk(chunk, adapter, format_name=format_name, run_id=run_id, staging=staging,
-                             max_record_bytes=max_record_bytes, validation=validation)
+        return _ingest_chunk(
+            chunk,
+            adapter,
+            format_name=format_name,
+            run_id=run_id,
+            staging=staging,
+            max_record_bytes=max_record_bytes,
+            validation=validation,
+        )
 
 
-def _ingest_chunk(chunk: Chunk, adapter, *, format_name: str, run_id: str, staging: Path,
-                  max_record_bytes: int, validation: ValidationConfig | None) -> dict:
+def _ingest_chunk(
+    chunk: Chunk,
+    adapter,
+    *,
+    format_name: str,
+    run_id: str,
+    staging: Path,
+    max_record_bytes: int,
+    validation: ValidationConfig | None,
+) -> dict:
     source_file = os.path.abspath(chunk.path)
-    res = adapt_records(read_chunk(chunk, max_record_bytes), adapter, run_id=run_id,
-                        source_file=source_file, format_name=format_name)
+    res = adapt_records(
+        read_chunk(chunk, max_record_bytes), adapter, run_id=run_id, source_file=source_file, format_name=format_name
+    )
     rejects = list(res.rejects)
     shard = uuid.uuid4().hex
     kept = adapted = 0
@@ -147,8 +178,16 @@ def _ingest_chunk(chunk: Chunk, adapter, *, format_name: str, run_id: str, stagi
 
 
 class IngestChunkFn(beam.DoFn):
-    def __init__(self, format_name: str, mapping, adapter_options: dict, run_id: str, staging: str,
-                 max_record_bytes: int, validation: ValidationConfig | None):
+    def __init__(
+        self,
+        format_name: str,
+        mapping,
+        adapter_options: dict,
+        run_id: str,
+        staging: str,
+        max_record_bytes: int,
+        validation: ValidationConfig | None,
+    ):
         self.format_name, self.mapping, self.adapter_options = format_name, mapping, adapter_options
         self.run_id, self.staging = run_id, staging
         self.max_record_bytes, self.validation = max_record_bytes, validation
@@ -159,9 +198,15 @@ class IngestChunkFn(beam.DoFn):
         self.adapter = get_adapter(self.format_name, self.mapping, **self.adapter_options)
 
     def process(self, chunk: Chunk):
-        yield ingest_chunk(chunk, self.adapter, format_name=self.format_name, run_id=self.run_id,
-                           staging=Path(self.staging), max_record_bytes=self.max_record_bytes,
-                           validation=self.validation)
+        yield ingest_chunk(
+            chunk,
+            self.adapter,
+            format_name=self.format_name,
+            run_id=self.run_id,
+            staging=Path(self.staging),
+            max_record_bytes=self.max_record_bytes,
+            validation=self.validation,
+        )
 
 
 def counts_dir_for(staging: Path) -> Path:
@@ -202,8 +247,10 @@ FORKED_WORKER_URN = "prefmill:env:forked_worker:v1"
 _WORKER_PRELOAD = ("apache_beam.runners.worker.sdk_worker", "pipelines.ingest", "great_expectations")
 _RUNNER_WARNING = "If direct_num_workers is not equal to 1"
 # argv: the driver's sys.path (JSON), the status pipe's fd.
-_ZYGOTE_CODE = ("import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
-                "from pipelines.ingest import _zygote_main; _zygote_main(int(sys.argv[2]))")
+_ZYGOTE_CODE = (
+    "import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
+    "from pipelines.ingest import _zygote_main; _zygote_main(int(sys.argv[2]))"
+)
 
 
 def _cpus() -> int:
@@ -231,8 +278,10 @@ def parallel_workers(paths: list[str], beam_args: list[str] | None) -> int:
     args = list(beam_args or [])
     if not sys.platform.startswith("linux"):  # fork without exec: Linux only
         return 0
-    if _option(args, "runner") not in (None, DEFAULT_RUNNER) or any(_option(args, o) is not None for o in (
-            "direct_running_mode", "environment_type", "environment_config", "default_environment")):
+    if _option(args, "runner") not in (None, DEFAULT_RUNNER) or any(
+        _option(args, o) is not None
+        for o in ("direct_running_mode", "environment_type", "environment_config", "default_environment")
+    ):
         return 0
     asked = _option(args, "direct_num_workers")
     if asked is not None:
@@ -255,7 +304,9 @@ class _Zygote:
             else:
                 self.proc = subprocess.Popen(
                     [sys.executable, "-c", _ZYGOTE_CODE, json.dumps(sys.path), str(status_w)],
-                    stdin=subprocess.PIPE, pass_fds=(status_w,))
+                    stdin=subprocess.PIPE,
+                    pass_fds=(status_w,),
+                )
         finally:
             os.close(status_w)
         self.forked = fork
@@ -263,8 +314,9 @@ class _Zygote:
         self._handlers: dict[str, _ForkedWorkerHandler] = {}  # worker_id → handler, while it runs
         self._pids: dict[int, str] = {}  # worker pid → worker_id
         self._gone: str | None = None  # why the zygote stopped answering, once it has
-        self._reader = threading.Thread(target=self._read_status, args=(status_r,), daemon=True,
-                                        name="prefmill-zygote-status")
+        self._reader = threading.Thread(
+            target=self._read_status, args=(status_r,), daemon=True, name="prefmill-zygote-status"
+        )
         self._reader.start()
 
     def alive(self) -> bool:
@@ -278,8 +330,9 @@ class _Zygote:
                 self.proc.stdin.write(json.dumps([handler.control_address, handler.worker_id]).encode() + b"\n")
                 self.proc.stdin.flush()
             except OSError as e:  # the zygote died before reading its pipe
-                raise RuntimeError(f"cannot start ingest worker {handler.worker_id}: the ingest worker zygote "
-                                   f"is gone ({e})") from None
+                raise RuntimeError(
+                    f"cannot start ingest worker {handler.worker_id}: the ingest worker zygote is gone ({e})"
+                ) from None
             self._handlers[handler.worker_id] = handler
 
     def release(self, handler: _ForkedWorkerHandler) -> None:
@@ -594,8 +647,10 @@ def _forked_runner(workers: int, beam_args: list[str] | None):
     log.addFilter(quiet)
     args = [a for a in (beam_args or []) if _option([a], "direct_num_workers") is None]
     try:
-        yield (FnApiRunner(default_environment=ForkedWorkerEnvironment(capabilities=python_sdk_capabilities())),
-               beam_options(args + [f"--direct_num_workers={workers}"]))
+        yield (
+            FnApiRunner(default_environment=ForkedWorkerEnvironment(capabilities=python_sdk_capabilities())),
+            beam_options(args + [f"--direct_num_workers={workers}"]),
+        )
     finally:
         log.removeFilter(quiet)
 
@@ -603,16 +658,26 @@ def _forked_runner(workers: int, beam_args: list[str] | None):
 def _warm_validation() -> threading.Thread:
     """Import Great Expectations in the driver while the workers run: flows.jobs.check_batches
     validates the staged batch here next (in-process runs import it during their first chunk)."""
-    t = threading.Thread(target=importlib.import_module, args=("great_expectations",), daemon=True,
-                         name="prefmill-warm-gx")
+    t = threading.Thread(
+        target=importlib.import_module, args=("great_expectations",), daemon=True, name="prefmill-warm-gx"
+    )
     t.start()
     return t
 
 
-def run_ingest(paths: list[str], format_name: str, *, run_id: str, staging: Path, mapping=None,
-               adapter_options: dict | None = None, beam_args: list[str] | None = None,
-               chunk_rows: int = DEFAULT_CHUNK_ROWS, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
-               validation: ValidationConfig | None = None) -> IngestCounts:
+def run_ingest(
+    paths: list[str],
+    format_name: str,
+    *,
+    run_id: str,
+    staging: Path,
+    mapping=None,
+    adapter_options: dict | None = None,
+    beam_args: list[str] | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    validation: ValidationConfig | None = None,
+) -> IngestCounts:
     """Run the Beam ingest pipeline over ``paths``; staged shards end up under ``staging``.
 
     Large inputs run on forked parallel workers (see ``parallel_workers``); the staged rows,
@@ -632,8 +697,7 @@ def run_ingest(paths: list[str], format_name: str, *, run_id: str, staging: Path
     if not chunks:
         return counts
     staging.mkdir(parents=True, exist_ok=True)
-    fn = IngestChunkFn(format_name, mapping, adapter_options or {}, run_id, str(staging), max_record_bytes,
-                       validation)
+    fn = IngestChunkFn(format_name, mapping, adapter_options or {}, run_id, str(staging), max_record_bytes, validation)
     workers = min(workers, len(chunks))
     if workers > 1:
         warm = _warm_validation()
@@ -649,5 +713,4 @@ def run_ingest(paths: list[str], format_name: str, *, run_id: str, staging: Path
 
 def _run_pipeline(pipeline: beam.Pipeline, chunks: list[Chunk], fn: IngestChunkFn) -> None:
     with pipeline as p:
-        _ = (p | "Chunks" >> beam.Create(chunks, reshuffle=len(chunks) > 1)
-               | "Ingest" >> beam.ParDo(fn))
+        _ = p | "Chunks" >> beam.Create(chunks, reshuffle=len(chunks) > 1) | "Ingest" >> beam.ParDo(fn)

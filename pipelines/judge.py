@@ -15,6 +15,7 @@ spent the engine refuses to send (cached answers are still served), so the remai
 rejected with ``budget_exhausted``. A server that disappears (``EngineUnreachable``) stops the
 worker: its batches are marked ``fatal`` and the driver fails the run, so nothing half-done is published.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,8 +47,18 @@ VERDICT_FIELDS = [
     pa.field("judge_mode", pa.string()),  # logprobs | guided | text (P is then 0/1) | mixes
 ]
 VERDICT_COLUMNS = [f.name for f in VERDICT_FIELDS]
-_STAT_KEYS = ("requests", "sent", "retries", "cache_hits", "cache_misses", "failures", "prompt_tokens",
-              "completion_tokens", "busy_seconds", "cost_usd")
+_STAT_KEYS = (
+    "requests",
+    "sent",
+    "retries",
+    "cache_hits",
+    "cache_misses",
+    "failures",
+    "prompt_tokens",
+    "completion_tokens",
+    "busy_seconds",
+    "cost_usd",
+)
 
 
 @dataclass(frozen=True)
@@ -74,9 +85,16 @@ class JudgeSpec:
         cache = RequestCache(self.cache_path) if self.cache_path else None
         capped = self.max_usd is not None or self.max_requests is not None
         budget = Budget(max_usd=self.max_usd, max_requests=self.max_requests) if capped else None
-        engine = HTTPEngine(self.base_url, self.model, revision=self.revision, concurrency=self.concurrency,
-                            cache=cache, budget=budget, price=Price(gpu_usd_per_hour=self.gpu_usd_per_hour),
-                            **self.engine_options)
+        engine = HTTPEngine(
+            self.base_url,
+            self.model,
+            revision=self.revision,
+            concurrency=self.concurrency,
+            cache=cache,
+            budget=budget,
+            price=Price(gpu_usd_per_hour=self.gpu_usd_per_hour),
+            **self.engine_options,
+        )
         return engine, cache
 
 
@@ -128,9 +146,18 @@ def judge_batch(engine: Engine, table: pa.Table, **verdict_options: Any) -> tupl
         cols["judge_template_id"].append(v.template_id if ok else None)
         cols["judge_mode"].append(v.mode if ok else None)
         if not ok:
-            rejects.append(Reject(STEP, v.reason or "judge_failed", v.detail, row["source_file"], row["source_row"],
-                                  "pairwise", row["record_id"],
-                                  {"judge_outputs": list(v.raw)} if any(v.raw) else None))
+            rejects.append(
+                Reject(
+                    STEP,
+                    v.reason or "judge_failed",
+                    v.detail,
+                    row["source_file"],
+                    row["source_row"],
+                    "pairwise",
+                    row["record_id"],
+                    {"judge_outputs": list(v.raw)} if any(v.raw) else None,
+                )
+            )
     out = table
     for f in VERDICT_FIELDS:
         out = out.append_column(f, pa.array(cols[f.name], f.type))
@@ -176,8 +203,15 @@ class JudgeBatchFn(beam.DoFn):
         idx, table = element
         staging = Path(self.staging)
         name = f"{idx:06d}"
-        counts = {"batch": idx, "rows_in": table.num_rows, "rows_judged": 0, "rows_rejected": 0, "reasons": {},
-                  "engine": {}, "fatal": self.fatal}
+        counts = {
+            "batch": idx,
+            "rows_in": table.num_rows,
+            "rows_judged": 0,
+            "rows_rejected": 0,
+            "reasons": {},
+            "engine": {},
+            "fatal": self.fatal,
+        }
         if self.fatal is None:
             before = _snapshot(self.engine.stats)
             try:
@@ -188,8 +222,11 @@ class JudgeBatchFn(beam.DoFn):
                 write_parquet(judged, judged_dir_for(staging) / f"{name}.parquet")
                 if rejects:
                     write_parquet(rejects_table(rejects, self.run_id), staging / "quarantine" / f"{name}.parquet")
-                counts.update(rows_judged=table.num_rows - len(rejects), rows_rejected=len(rejects),
-                              reasons=dict(Counter(r.reason for r in rejects)))
+                counts.update(
+                    rows_judged=table.num_rows - len(rejects),
+                    rows_rejected=len(rejects),
+                    reasons=dict(Counter(r.reason for r in rejects)),
+                )
             counts["engine"] = _delta(self.engine.stats, before)
         _write_json(counts_dir_for(staging) / f"{name}.json", counts)
         yield counts
@@ -203,12 +240,21 @@ class JudgeBatchFn(beam.DoFn):
 
 def batches_of(table: pa.Table, batch_rows: int) -> list[tuple[int, pa.Table]]:
     # take() copies the rows: a zero-copy slice would pickle the whole table's buffers into every element.
-    return [(i, table.take(pa.array(range(off, min(off + batch_rows, table.num_rows)), pa.int64())))
-            for i, off in enumerate(range(0, table.num_rows, batch_rows))]
+    return [
+        (i, table.take(pa.array(range(off, min(off + batch_rows, table.num_rows)), pa.int64())))
+        for i, off in enumerate(range(0, table.num_rows, batch_rows))
+    ]
 
 
-def run_judge(table: pa.Table, spec: JudgeSpec, *, run_id: str, staging: Path, batch_rows: int = 128,
-              beam_args: list[str] | None = None) -> tuple[pa.Table | None, JudgeCounts]:
+def run_judge(
+    table: pa.Table,
+    spec: JudgeSpec,
+    *,
+    run_id: str,
+    staging: Path,
+    batch_rows: int = 128,
+    beam_args: list[str] | None = None,
+) -> tuple[pa.Table | None, JudgeCounts]:
     """Judge every row of ``table`` in a Beam pipeline; returns (judged rows in input order, counts).
 
     The judged table is None when a worker hit a fatal engine error (``counts.fatal``)."""
@@ -219,8 +265,7 @@ def run_judge(table: pa.Table, spec: JudgeSpec, *, run_id: str, staging: Path, b
     staging.mkdir(parents=True, exist_ok=True)
     fn = JudgeBatchFn(spec, run_id, str(staging))
     with beam.Pipeline(options=beam_options(beam_args)) as p:
-        _ = (p | "Batches" >> beam.Create(batches, reshuffle=len(batches) > 1)
-               | "Judge" >> beam.ParDo(fn))
+        _ = p | "Batches" >> beam.Create(batches, reshuffle=len(batches) > 1) | "Judge" >> beam.ParDo(fn)
     for f in sorted(counts_dir_for(staging).glob("*.json")):
         counts.add(json.loads(f.read_text()))
     if counts.batches != len(batches) and counts.fatal is None:

@@ -17,13 +17,15 @@ Staging (the contract the warehouse commit checks):
   diagnostics live in the warehouse (the ``quarantine`` view), are counted exactly once, and are never
   exported.
 """
+
 from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
@@ -40,6 +42,7 @@ VALIDATION = ValidationConfig(max_true_rate=1.0, unique_record_ids=False)
 
 
 # ---------------------------------------------------------------------------------------- prompts
+
 
 def read_prompts_file(path: str | Path) -> tuple[list[list[dict]], list[Reject]]:
     """JSONL of ``{"prompt": text | [{role, content}, ...]}`` → message lists, and a Reject per bad line."""
@@ -74,6 +77,7 @@ def read_prompts_file(path: str | Path) -> tuple[list[list[dict]], list[Reject]]
 
 # ---------------------------------------------------------------------------------------- running
 
+
 def method_config(method: str, overrides: dict | None):
     """The method's config dataclass with ``overrides``; an unknown key is a clear error."""
     from judges.generators.cyclealign import CycleAlignConfig
@@ -81,8 +85,12 @@ def method_config(method: str, overrides: dict | None):
     from judges.generators.multifaceted import MultifacetedConfig
     from judges.generators.scir import SCIRConfig
 
-    cls = {"cyclealign": CycleAlignConfig, "scir": SCIRConfig, "isheep": ISheepConfig,
-           "multifaceted": MultifacetedConfig}[method]
+    cls = {
+        "cyclealign": CycleAlignConfig,
+        "scir": SCIRConfig,
+        "isheep": ISheepConfig,
+        "multifaceted": MultifacetedConfig,
+    }[method]
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(overrides or {}) - known)
     if unknown:
@@ -91,15 +99,24 @@ def method_config(method: str, overrides: dict | None):
     return replace(cfg, **(overrides or {}))
 
 
-def run_method(method: str, engines: dict[str, Any], prompts: list | None, config, *, seeds: Any = None,
-               iteration: int | None = None, embed: Callable | None = None) -> GeneratorResult:
+def run_method(
+    method: str,
+    engines: dict[str, Any],
+    prompts: list | None,
+    config,
+    *,
+    seeds: Any = None,
+    iteration: int | None = None,
+    embed: Callable | None = None,
+) -> GeneratorResult:
     """Dispatch to the generator. ``engines`` by role: policy (required), judge, reference."""
     policy, judge, reference = engines["policy"], engines.get("judge"), engines.get("reference")
     if method == "cyclealign":
         from judges.generators.cyclealign import run_cyclealign
 
-        return run_cyclealign(policy, judge or policy, prompts, config,
-                              embed=embed if embed is not None else default_embedder())
+        return run_cyclealign(
+            policy, judge or policy, prompts, config, embed=embed if embed is not None else default_embedder()
+        )
     if method == "scir":
         from judges.generators.scir import run_scir
 
@@ -110,8 +127,14 @@ def run_method(method: str, engines: dict[str, Any], prompts: list | None, confi
 
         if prompts is not None:  # prompts given instead of seed tasks: each becomes an instruction seed
             seeds = [SeedTask(prompt_text(p)) for p in prompts]
-        return run_isheep(policy, seeds, config, base=judge, judge_mode="base" if judge is not None else "current",
-                          iteration=iteration or 0)
+        return run_isheep(
+            policy,
+            seeds,
+            config,
+            base=judge,
+            judge_mode="base" if judge is not None else "current",
+            iteration=iteration or 0,
+        )
     if method == "multifaceted":
         from judges.generators.multifaceted import run_multifaceted
 
@@ -120,6 +143,7 @@ def run_method(method: str, engines: dict[str, Any], prompts: list | None, confi
 
 
 # ---------------------------------------------------------------------------------------- staging
+
 
 @dataclass
 class StagedCounts:
@@ -168,8 +192,15 @@ def drop_rejects(res: GeneratorResult, method: str, source: str) -> tuple[list[R
     return rejects, unmatched
 
 
-def stage_result(res: GeneratorResult, *, method: str, run_id: str, staging: Path, source: str,
-                 validation: ValidationConfig = VALIDATION) -> StagedCounts:
+def stage_result(
+    res: GeneratorResult,
+    *,
+    method: str,
+    run_id: str,
+    staging: Path,
+    source: str,
+    validation: ValidationConfig = VALIDATION,
+) -> StagedCounts:
     """Validate and write the generator's rows and drops under ``staging``; returns the counts."""
     counts = StagedCounts()
     rejects, counts.diagnostics_unmatched = drop_rejects(res, method, source)

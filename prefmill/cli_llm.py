@@ -4,12 +4,12 @@ Registered on the main typer app (prefmill/cli.py imports this module at its end
 interactive commands they call the plain jobs directly (``--prefect`` goes through the flow), and
 every expected failure is one red line.
 """
+
 from __future__ import annotations
 
 import functools
 import json
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -25,6 +25,7 @@ METHODS_HELP = "cyclealign | scir | isheep | multifaceted"
 
 def llm_errors(fn):
     """Errors of the judges layer and the jobs that handle_errors does not know: one line, exit 2."""
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from flows.judge import JudgeError
@@ -38,6 +39,7 @@ def llm_errors(fn):
             fail(" ".join(str(e).split()))
         except (VllmEnvError, VllmServeError) as e:  # their message carries the log tail: keep its lines
             fail(str(e))
+
     return wrapper
 
 
@@ -59,6 +61,7 @@ def parse_settings(items: list[str]) -> dict:
 
 # ---------------------------------------------------------------------------------------- llm serve
 
+
 @llm_app.command("serve")
 @handle_errors
 @llm_errors
@@ -68,7 +71,7 @@ def llm_serve(
     host: str = typer.Option("127.0.0.1", "--host"),
     tiny: bool = typer.Option(False, "--tiny", help="Build a tiny random GPT-2 at MODEL first (CPU tests and demos)"),
     max_model_len: int = typer.Option(2048, "--max-model-len"),
-    served_model_name: Optional[str] = typer.Option(None, "--served-model-name"),
+    served_model_name: str | None = typer.Option(None, "--served-model-name"),
 ):
     """Serve MODEL with `vllm serve` (OpenAI-compatible API) until Ctrl-C; the vLLM env is created on first use."""
     from judges.vllm_env import serve
@@ -100,6 +103,7 @@ def llm_serve(
 
 # ---------------------------------------------------------------------------------------- judge
 
+
 @app.command()
 @handle_errors
 @llm_errors
@@ -107,46 +111,65 @@ def judge(
     dataset: str = typer.Option(..., "--dataset", "-d"),
     url: str = typer.Option(..., "--url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000"),
     model: str = typer.Option(..., "--model", help="Served model name of the judge"),
-    version: Optional[str] = typer.Option(None, "--version", "-v", help="Version id or prefix (default: latest)"),
-    max_usd: Optional[float] = typer.Option(None, "--max-usd", help="Stop sending once this much is spent"),
+    version: str | None = typer.Option(None, "--version", "-v", help="Version id or prefix (default: latest)"),
+    max_usd: float | None = typer.Option(None, "--max-usd", help="Stop sending once this much is spent"),
     gpu_usd_per_hour: float = typer.Option(0.0, "--gpu-usd-per-hour", help="GPU rental price, for cost and --max-usd"),
     concurrency: int = typer.Option(64, "--concurrency", help="Requests in flight"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Judge only the first N pairs"),
+    limit: int | None = typer.Option(None, "--limit", help="Judge only the first N pairs"),
     guided: bool = typer.Option(False, "--guided", help="Force the answer to A/B with structured outputs"),
     via_prefect: bool = typer.Option(False, "--prefect", help="Run through the Prefect flow"),
-    warehouse: Optional[Path] = WarehouseOpt,
+    warehouse: Path | None = WarehouseOpt,
 ):
     """Judge a dataset's pairs (position-swapped verdicts) and publish a child version with verdict columns."""
     from flows.judge import judge_dataset, summary
 
-    opts = {"concurrency": concurrency, "max_usd": max_usd, "gpu_usd_per_hour": gpu_usd_per_hour, "limit": limit,
-            "verdict_options": {"guided": True} if guided else None}
+    opts = {
+        "concurrency": concurrency,
+        "max_usd": max_usd,
+        "gpu_usd_per_hour": gpu_usd_per_hour,
+        "limit": limit,
+        "verdict_options": {"guided": True} if guided else None,
+    }
     if via_prefect:
         from flows.judge import judge_flow
 
-        out = judge_flow(dataset=dataset, base_url=url, model=model, version=version,
-                         warehouse=str(warehouse_root(warehouse)), options=opts)
+        out = judge_flow(
+            dataset=dataset,
+            base_url=url,
+            model=model,
+            version=version,
+            warehouse=str(warehouse_root(warehouse)),
+            options=opts,
+        )
     else:
         with console.status(f"judging {dataset} with {model}…"):
             out = summary(judge_dataset(_wh(warehouse), dataset, url, model, version, **opts))
-    console.print(f"[bold]run[/] {out['run_id']}: {out['rows']:,} pairs; judged {out['rows_judged']:,}, "
-                  f"rejected {out['rows_rejected']:,}, not attempted {out['rows_not_attempted']:,}")
+    console.print(
+        f"[bold]run[/] {out['run_id']}: {out['rows']:,} pairs; judged {out['rows_judged']:,}, "
+        f"rejected {out['rows_rejected']:,}, not attempted {out['rows_not_attempted']:,}"
+    )
     if out["reasons"]:
-        console.print("rejected: " + ", ".join(f"{k} {v}" for k, v in sorted(out["reasons"].items(),
-                                                                           key=lambda kv: -kv[1])))
-    console.print(f"requests: {out['cache_hits']:,} from cache, {out['cache_misses']:,} new; tokens "
-                  f"{out['prompt_tokens'] + out['completion_tokens']:,}; GPU-seconds {out['gpu_seconds']:.1f}; "
-                  f"cost ${out['cost_usd']:.4f}")
+        console.print(
+            "rejected: " + ", ".join(f"{k} {v}" for k, v in sorted(out["reasons"].items(), key=lambda kv: -kv[1]))
+        )
+    console.print(
+        f"requests: {out['cache_hits']:,} from cache, {out['cache_misses']:,} new; tokens "
+        f"{out['prompt_tokens'] + out['completion_tokens']:,}; GPU-seconds {out['gpu_seconds']:.1f}; "
+        f"cost ${out['cost_usd']:.4f}"
+    )
     if out["version_id"]:
         console.print(f"version [bold]{out['version_id']}[/] (parent {out['parent_version'][:12]})")
     else:
         console.print(f"no new version ({out['status']}: the verdicts are unchanged)")
     if out["budget_exhausted"]:
-        console.print("[yellow]budget exhausted:[/] rows without a verdict are in the quarantine; rerun with a "
-                      "larger --max-usd to resume (answers already paid for come from the request cache)")
+        console.print(
+            "[yellow]budget exhausted:[/] rows without a verdict are in the quarantine; rerun with a "
+            "larger --max-usd to resume (answers already paid for come from the request cache)"
+        )
 
 
 # ---------------------------------------------------------------------------------------- synthesize
+
 
 @app.command()
 @handle_errors
@@ -156,31 +179,45 @@ def synthesize(
     dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset to publish the generated rows into"),
     url: str = typer.Option(..., "--url", help="Policy / generator server"),
     model: str = typer.Option(..., "--model", help="Policy / generator served model name"),
-    judge_url: Optional[str] = typer.Option(None, "--judge-url", help="cyclealign: black-box ranker; scir: generative "
-                                            "RM (default: the policy); isheep: fixed base model that judges"),
-    judge_model: Optional[str] = typer.Option(None, "--judge-model"),
-    reference_url: Optional[str] = typer.Option(None, "--reference-url", help="scir: the reference model (π_ref)"),
-    reference_model: Optional[str] = typer.Option(None, "--reference-model"),
-    prompts_from: Optional[str] = typer.Option(None, "--prompts-from", help="Use the distinct prompts of this dataset"),
-    prompts_version: Optional[str] = typer.Option(None, "--prompts-version", help="Version of --prompts-from"),
-    prompts: Optional[Path] = typer.Option(None, "--prompts", help='JSONL file of {"prompt": ...}'),
-    seeds: Optional[Path] = typer.Option(None, "--seeds", help="isheep: self-instruct seed tasks (default: bundled)"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="At most N prompts (isheep: N instructions)"),
-    settings: List[str] = typer.Option([], "--set", help="Method setting KEY=VALUE, e.g. --set max_tokens=256"),
-    iteration: Optional[int] = typer.Option(None, "--iteration", help="scir / isheep iteration"),
+    judge_url: str | None = typer.Option(
+        None,
+        "--judge-url",
+        help="cyclealign: black-box ranker; scir: generative "
+        "RM (default: the policy); isheep: fixed base model that judges",
+    ),
+    judge_model: str | None = typer.Option(None, "--judge-model"),
+    reference_url: str | None = typer.Option(None, "--reference-url", help="scir: the reference model (π_ref)"),
+    reference_model: str | None = typer.Option(None, "--reference-model"),
+    prompts_from: str | None = typer.Option(None, "--prompts-from", help="Use the distinct prompts of this dataset"),
+    prompts_version: str | None = typer.Option(None, "--prompts-version", help="Version of --prompts-from"),
+    prompts: Path | None = typer.Option(None, "--prompts", help='JSONL file of {"prompt": ...}'),
+    seeds: Path | None = typer.Option(None, "--seeds", help="isheep: self-instruct seed tasks (default: bundled)"),
+    limit: int | None = typer.Option(None, "--limit", help="At most N prompts (isheep: N instructions)"),
+    settings: list[str] = typer.Option([], "--set", help="Method setting KEY=VALUE, e.g. --set max_tokens=256"),
+    iteration: int | None = typer.Option(None, "--iteration", help="scir / isheep iteration"),
     concurrency: int = typer.Option(64, "--concurrency"),
-    max_usd: Optional[float] = typer.Option(None, "--max-usd"),
+    max_usd: float | None = typer.Option(None, "--max-usd"),
     gpu_usd_per_hour: float = typer.Option(0.0, "--gpu-usd-per-hour"),
     via_prefect: bool = typer.Option(False, "--prefect", help="Run through the method's Prefect flow"),
-    warehouse: Optional[Path] = WarehouseOpt,
+    warehouse: Path | None = WarehouseOpt,
 ):
     """Generate preference data with CycleAlign, SCIR, I-SHEEP or Multifaceted and publish it as a version."""
-    from flows.synthesize import summary, synthesize as run_job
+    from flows.synthesize import summary
+    from flows.synthesize import synthesize as run_job
 
-    opts = {"judge_url": judge_url, "judge_model": judge_model, "reference_url": reference_url,
-            "reference_model": reference_model, "prompts_version": prompts_version,
-            "seeds_file": str(seeds) if seeds else None, "config": parse_settings(settings), "iteration": iteration,
-            "concurrency": concurrency, "max_usd": max_usd, "gpu_usd_per_hour": gpu_usd_per_hour}
+    opts = {
+        "judge_url": judge_url,
+        "judge_model": judge_model,
+        "reference_url": reference_url,
+        "reference_model": reference_model,
+        "prompts_version": prompts_version,
+        "seeds_file": str(seeds) if seeds else None,
+        "config": parse_settings(settings),
+        "iteration": iteration,
+        "concurrency": concurrency,
+        "max_usd": max_usd,
+        "gpu_usd_per_hour": gpu_usd_per_hour,
+    }
     prompts_file = str(prompts) if prompts else None
     if via_prefect:
         import flows.synthesize as fs
@@ -188,26 +225,49 @@ def synthesize(
 
         if method not in fs.METHODS:
             raise GeneratorError(f"unknown method {method!r}; expected {METHODS_HELP}")
-        out = getattr(fs, f"{method}_flow")(dataset=dataset, url=url, model=model,
-                                            warehouse=str(warehouse_root(warehouse)), prompts_from=prompts_from,
-                                            prompts_file=prompts_file, limit=limit, options=opts)
+        out = getattr(fs, f"{method}_flow")(
+            dataset=dataset,
+            url=url,
+            model=model,
+            warehouse=str(warehouse_root(warehouse)),
+            prompts_from=prompts_from,
+            prompts_file=prompts_file,
+            limit=limit,
+            options=opts,
+        )
     else:
         with console.status(f"{method}: generating into {dataset}…"):
-            out = summary(run_job(_wh(warehouse), method, dataset, url=url, model=model, prompts_from=prompts_from,
-                                  prompts_file=prompts_file, limit=limit, **opts))
-    console.print(f"[bold]run[/] {out['run_id']} ({method}, {out['prompts']:,} prompts): read {out['rows_read']:,} "
-                  f"= kept {out['rows_kept']:,} + rejected {out['rows_rejected']:,} "
-                  f"+ duplicate {out['rows_duplicate']:,}")
+            out = summary(
+                run_job(
+                    _wh(warehouse),
+                    method,
+                    dataset,
+                    url=url,
+                    model=model,
+                    prompts_from=prompts_from,
+                    prompts_file=prompts_file,
+                    limit=limit,
+                    **opts,
+                )
+            )
+    console.print(
+        f"[bold]run[/] {out['run_id']} ({method}, {out['prompts']:,} prompts): read {out['rows_read']:,} "
+        f"= kept {out['rows_kept']:,} + rejected {out['rows_rejected']:,} "
+        f"+ duplicate {out['rows_duplicate']:,}"
+    )
     if out["top_reasons"]:
         console.print("rejected: " + ", ".join(f"{k} {v}" for k, v in out["top_reasons"].items()))
     cost = f"${out['usd_per_kept_pair']:.5f} per kept pair" if out["usd_per_kept_pair"] is not None else "no kept pairs"
-    console.print(f"requests: {out['cache_hits']:,} from cache, {out['cache_misses']:,} new; cost "
-                  f"${out['cost_usd']:.4f} ({cost})")
+    console.print(
+        f"requests: {out['cache_hits']:,} from cache, {out['cache_misses']:,} new; cost ${out['cost_usd']:.4f} ({cost})"
+    )
     if out["version_id"]:
         shapes = ", ".join(f"{k} {v:,}" for k, v in out["rows_by_shape"].items())
         console.print(f"version [bold]{out['version_id']}[/] ({shapes})")
     elif out["rows_kept"] == 0 and out["rows_duplicate"] == 0:
-        console.print("[yellow]nothing kept:[/] every candidate was dropped (reasons above; details in the "
-                      f"quarantine: prefmill report {out['run_id']}); no version was published")
+        console.print(
+            "[yellow]nothing kept:[/] every candidate was dropped (reasons above; details in the "
+            f"quarantine: prefmill report {out['run_id']}); no version was published"
+        )
     else:
         console.print(f"no new version ({out['status']}: every kept row was already in {dataset})")

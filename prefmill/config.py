@@ -1,4 +1,5 @@
 """Configuration: environment defaults and the warehouse location (flag > env > default)."""
+
 from __future__ import annotations
 
 import logging

@@ -4,6 +4,7 @@ Ingests every bundled format through the Prefect flow (ephemeral, no server), cu
 human pairs (embedding a sample on CPU, dedup, ISA selection), exports TRL DPO files and prints
 what happened. The demo warehouse is rebuilt from scratch each time.
 """
+
 from __future__ import annotations
 
 import os
@@ -55,27 +56,43 @@ def main() -> None:
     for rel, fmt in SOURCES:
         console.print(f"[bold]ingest[/] {rel} as {fmt}")
         summary = ingest_flow(paths=[str(DATA / rel)], format_name=fmt, dataset="human", warehouse=str(wh_dir))
-        console.print(f"  read {summary['rows_read']:,} = kept {summary['rows_kept']:,} + rejected "
-                      f"{summary['rows_rejected']:,} + duplicate {summary['rows_duplicate']:,}"
-                      f"  → version {summary['version_id']}")
+        console.print(
+            f"  read {summary['rows_read']:,} = kept {summary['rows_kept']:,} + rejected "
+            f"{summary['rows_rejected']:,} + duplicate {summary['rows_duplicate']:,}"
+            f"  → version {summary['version_id']}"
+        )
     wh = Warehouse(wh_dir)
-    sql = ("SELECT annotator_id, label, count(*) AS n FROM pairs "
-           "WHERE annotator_id LIKE 'pandalm:%' GROUP BY ALL ORDER BY annotator_id, label")
-    console.print(f"[bold]sample query[/]: prefmill query \"{sql}\"")
+    sql = (
+        "SELECT annotator_id, label, count(*) AS n FROM pairs "
+        "WHERE annotator_id LIKE 'pandalm:%' GROUP BY ALL ORDER BY annotator_id, label"
+    )
+    console.print(f'[bold]sample query[/]: prefmill query "{sql}"')
     _table(wh.query(sql), "PandaLM labels per annotator (ties kept as ties)")
     curate_demo(wh, console)
     from warehouse.export import export
 
     res = export(wh, "human", "trl-dpo", OUT / "export" / "trl-dpo", split_key="prompt_cluster")
     console.print(f"[bold]export[/] trl-dpo of version {res.version_id} → {OUT / 'export' / 'trl-dpo'}: {res.counts}")
-    _table(wh.query("SELECT kind, status, rows_read, rows_kept, rows_rejected, rows_duplicate FROM runs "
-                    "ORDER BY started_at"), "runs (rows_read = kept + rejected + duplicate)")
-    _table(wh.query("SELECT format, origin, count(*) AS pairs, count(DISTINCT prompt_cluster) AS prompt_clusters "
-                    "FROM pairs GROUP BY ALL ORDER BY pairs DESC"), "curated pairs by source format")
-    _table(wh.query("SELECT reason, count(*) AS n FROM quarantine GROUP BY reason ORDER BY n DESC"),
-           "quarantine reasons")
-    console.print(f"done in {time.perf_counter() - t0:.0f}s. Try: .venv/bin/prefmill query "
-                  f"\"SELECT count(*) FROM pairs\" --warehouse {wh_dir}")
+    _table(
+        wh.query(
+            "SELECT kind, status, rows_read, rows_kept, rows_rejected, rows_duplicate FROM runs ORDER BY started_at"
+        ),
+        "runs (rows_read = kept + rejected + duplicate)",
+    )
+    _table(
+        wh.query(
+            "SELECT format, origin, count(*) AS pairs, count(DISTINCT prompt_cluster) AS prompt_clusters "
+            "FROM pairs GROUP BY ALL ORDER BY pairs DESC"
+        ),
+        "curated pairs by source format",
+    )
+    _table(
+        wh.query("SELECT reason, count(*) AS n FROM quarantine GROUP BY reason ORDER BY n DESC"), "quarantine reasons"
+    )
+    console.print(
+        f"done in {time.perf_counter() - t0:.0f}s. Try: .venv/bin/prefmill query "
+        f'"SELECT count(*) FROM pairs" --warehouse {wh_dir}'
+    )
 
 
 if __name__ == "__main__":

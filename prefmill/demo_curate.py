@@ -1,4 +1,5 @@
 """The curation part of the demo: dedup + ISA on a sample of the human pairs (CPU-sized)."""
+
 from __future__ import annotations
 
 from flows.curate import curate

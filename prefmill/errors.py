@@ -1,4 +1,5 @@
 """Expected failures become one red line and a non-zero exit; only bugs show a traceback."""
+
 from __future__ import annotations
 
 import functools
@@ -12,11 +13,11 @@ _err = Console(stderr=True)
 
 def _expected() -> tuple[type[BaseException], ...]:
     # Imported lazily: each layer defines its own error types.
+    from flows.jobs import ValidationFailed
     from schemas.adapters import UnknownFormat
     from schemas.adapters.mapping import MappingError
     from schemas.readers import SourceError
     from warehouse import WarehouseError
-    from flows.jobs import ValidationFailed
 
     kinds: list[type[BaseException]] = [UnknownFormat, MappingError, SourceError, WarehouseError, ValidationFailed]
     from curation.embed import ModelNotFound
@@ -27,8 +28,17 @@ def _expected() -> tuple[type[BaseException], ...]:
     from judges.generators.common import GeneratorError
     from judges.vllm_env import VllmEnvError, VllmServeError
 
-    kinds += [EngineUnreachable, EngineUnavailable, CurationError, ModelNotFound, JudgeError, BudgetExhausted,
-              GeneratorError, VllmEnvError, VllmServeError]
+    kinds += [
+        EngineUnreachable,
+        EngineUnavailable,
+        CurationError,
+        ModelNotFound,
+        JudgeError,
+        BudgetExhausted,
+        GeneratorError,
+        VllmEnvError,
+        VllmServeError,
+    ]
     return tuple(kinds)
 
 
@@ -48,12 +58,13 @@ def handle_errors(fn):
             raise
         except KeyboardInterrupt:
             fail("interrupted", 130)
-        except Exception as e:  # noqa: BLE001 — classify, then re-raise bugs
+        except Exception as e:
             if isinstance(e, _expected()):
                 text = str(e)
                 first, _, rest = text.partition("\n")
                 fail(first if not rest else text, 1 if e.__class__.__name__ == "ValidationFailed" else 2)
             raise
+
     return wrapper
 
 

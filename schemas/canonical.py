@@ -4,6 +4,7 @@ Every shape shares the lineage/identity columns in ``COMMON_FIELDS``. Conversati
 ``{role, content}`` messages; the *prompt* is the conversation before the judged turn and a
 *completion* is the judged assistant turn(s), so multi-turn contexts stay lossless.
 """
+
 from __future__ import annotations
 
 import pyarrow as pa

@@ -6,10 +6,11 @@ the source row's lineage columns. Ties never become a chosen/rejected pair, and 
 never paired with itself (identical content carries no preference and would be an invalid pair).
 Rows are built with ``schemas.records`` so ids match rows ingested directly.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import orjson
@@ -51,6 +52,7 @@ def _completion_keys(row: dict, key: str, items: str) -> list:
 
 # ------------------------------------------------------------------------------------- rankings
 
+
 def _levels(row: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """(item positions, sort key: lower = better, level: 0 = best, basis) — ranks win over scores.
 
@@ -91,10 +93,17 @@ def ranking_to_pairs(row: dict, policy: str = "all") -> list[dict]:
         i, j = int(pos[a]), int(pos[b])
         if ids[i] == ids[j]:
             continue
-        pair = pairwise(row["prompt"], comps[i], comps[j], label="chosen_better", margin=float(key[b] - key[a]),
-                        origin=row["origin"], annotator_id=row.get("annotator_id"),
-                        policy=f"ranking->pairs:{policy}",
-                        meta=_meta(row, from_record_id=row.get("record_id"), from_items=[i, j], order_basis=basis))
+        pair = pairwise(
+            row["prompt"],
+            comps[i],
+            comps[j],
+            label="chosen_better",
+            margin=float(key[b] - key[a]),
+            origin=row["origin"],
+            annotator_id=row.get("annotator_id"),
+            policy=f"ranking->pairs:{policy}",
+            meta=_meta(row, from_record_id=row.get("record_id"), from_items=[i, j], order_basis=basis),
+        )
         out.append(_carry(row, pair))
     return out
 
@@ -111,15 +120,22 @@ def ranking_to_binary(row: dict, top_k: int = 1) -> list[dict]:
     for p, lv in zip(pos, level):
         i = int(p)
         score = None if scores is None or scores[i] is None else float(scores[i])
-        b = binary(row["prompt"], row["completions"][i], label=bool(lv < top_k), score=score, origin=row["origin"],
-                   annotator_id=row.get("annotator_id"), policy=f"ranking->binary:top{top_k}",
-                   meta=_meta(row, from_record_id=row.get("record_id"), from_item=i, level=int(lv),
-                              order_basis=basis))
+        b = binary(
+            row["prompt"],
+            row["completions"][i],
+            label=bool(lv < top_k),
+            score=score,
+            origin=row["origin"],
+            annotator_id=row.get("annotator_id"),
+            policy=f"ranking->binary:top{top_k}",
+            meta=_meta(row, from_record_id=row.get("record_id"), from_item=i, level=int(lv), order_basis=basis),
+        )
         out.append(_carry(row, b))
     return out
 
 
 # -------------------------------------------------------------------------------------- ratings
+
 
 def rating_value(row: dict, attribute: str) -> float | None:
     """The row's finite value for ``attribute``, else None."""
@@ -151,16 +167,28 @@ def ratings_to_pairs(rows: list[dict], attribute: str = "overall", min_margin: f
             if ids[i] == ids[j]:
                 continue
             annot = c.get("annotator_id") if c.get("annotator_id") == r.get("annotator_id") else None
-            pair = pairwise(c["prompt"], c["completion"], r["completion"], label="chosen_better", margin=vc - vr,
-                            origin=c["origin"], annotator_id=annot, policy=policy,
-                            meta={"from_record_ids": [c.get("record_id"), r.get("record_id")],
-                                  "attribute": attribute, "values": [vc, vr]})
+            pair = pairwise(
+                c["prompt"],
+                c["completion"],
+                r["completion"],
+                label="chosen_better",
+                margin=vc - vr,
+                origin=c["origin"],
+                annotator_id=annot,
+                policy=policy,
+                meta={
+                    "from_record_ids": [c.get("record_id"), r.get("record_id")],
+                    "attribute": attribute,
+                    "values": [vc, vr],
+                },
+            )
             out.append(_carry(c, pair))
     return out
 
 
-def ratings_to_binary(row: dict, attribute: str = "overall", desirable_at_least: float = 4.0,
-                      undesirable_at_most: float = 2.0) -> list[dict]:
+def ratings_to_binary(
+    row: dict, attribute: str = "overall", desirable_at_least: float = 4.0, undesirable_at_most: float = 2.0
+) -> list[dict]:
     """One binary row when the value is in the desirable or undesirable band; the middle band → nothing."""
     if not undesirable_at_most < desirable_at_least:
         raise ValueError("undesirable_at_most must be below desirable_at_least")
@@ -168,13 +196,21 @@ def ratings_to_binary(row: dict, attribute: str = "overall", desirable_at_least:
     if v is None or undesirable_at_most < v < desirable_at_least:
         return []
     policy = f"ratings->binary:{attribute}:>={_num(desirable_at_least)}:<={_num(undesirable_at_most)}"
-    b = binary(row["prompt"], row["completion"], label=v >= desirable_at_least, score=v, origin=row["origin"],
-               annotator_id=row.get("annotator_id"), policy=policy,
-               meta=_meta(row, from_record_id=row.get("record_id"), attribute=attribute))
+    b = binary(
+        row["prompt"],
+        row["completion"],
+        label=v >= desirable_at_least,
+        score=v,
+        origin=row["origin"],
+        annotator_id=row.get("annotator_id"),
+        policy=policy,
+        meta=_meta(row, from_record_id=row.get("record_id"), attribute=attribute),
+    )
     return [_carry(row, b)]
 
 
 # ---------------------------------------------------------------------------------------- pairs
+
 
 def pairs_to_binary(row: dict) -> list[dict]:
     """chosen → True, rejected → False; a tie → nothing."""
@@ -182,9 +218,15 @@ def pairs_to_binary(row: dict) -> list[dict]:
         return []
     out = []
     for side, label in (("chosen", True), ("rejected", False)):
-        b = binary(row["prompt"], row[side], label=label, origin=row["origin"], annotator_id=row.get("annotator_id"),
-                   policy="pairs->binary",
-                   meta=_meta(row, from_record_id=row.get("record_id"), pair_role=side, margin=row.get("margin")))
+        b = binary(
+            row["prompt"],
+            row[side],
+            label=label,
+            origin=row["origin"],
+            annotator_id=row.get("annotator_id"),
+            policy="pairs->binary",
+            meta=_meta(row, from_record_id=row.get("record_id"), pair_role=side, margin=row.get("margin")),
+        )
         out.append(_carry(row, b))
     return out
 
@@ -219,5 +261,14 @@ def convert_table(table: pa.Table, src_shape: str, target: str, **policy_args) -
     return to_table(out, target)
 
 
-__all__ = ["ranking_to_pairs", "ranking_to_binary", "ratings_to_pairs", "ratings_to_binary", "pairs_to_binary",
-           "convert_table", "rating_value", "RANKING_POLICIES", "LINEAGE"]
+__all__ = [
+    "ranking_to_pairs",
+    "ranking_to_binary",
+    "ratings_to_pairs",
+    "ratings_to_binary",
+    "pairs_to_binary",
+    "convert_table",
+    "rating_value",
+    "RANKING_POLICIES",
+    "LINEAGE",
+]

@@ -6,6 +6,7 @@ the human explanation stay in one line each. ``schemas.validation`` computes the
 back to rows. GX itself is imported lazily: importing it costs ~3 s, which commands that never
 validate should not pay.
 """
+
 from __future__ import annotations
 
 import threading
@@ -51,21 +52,37 @@ _COMMON_TAIL = [
     RowRule("invalid_origin", "origin", "set", ORIGINS, "origin not in " + "|".join(ORIGINS)),
     RowRule("empty_turn", "empty_turns", "max", 0, "message(s) with empty content"),
     RowRule("invalid_role", "unknown_roles", "max", 0, "message role(s) not system|user|assistant"),
-    RowRule("roles_not_alternating", "role_breaks", "max", 0,
-            "turns do not alternate between user and assistant (system allowed only first in the prompt)"),
-    RowRule("judged_turn_not_assistant", "judged_ok", "set", (True,),
-            "prompt must end with a user turn and each judged completion start and end with the assistant"),
+    RowRule(
+        "roles_not_alternating",
+        "role_breaks",
+        "max",
+        0,
+        "turns do not alternate between user and assistant (system allowed only first in the prompt)",
+    ),
+    RowRule(
+        "judged_turn_not_assistant",
+        "judged_ok",
+        "set",
+        (True,),
+        "prompt must end with a user turn and each judged completion start and end with the assistant",
+    ),
 ]
 _TEXT_CAP = RowRule("text_too_long", "text_bytes", "max", "$max_text_bytes", "row text (UTF-8 bytes) over the cap")
 
 # Order matters: a row failing several rules is rejected with the first one as its reason.
 ROW_RULES: dict[str, list[RowRule]] = {
-    "pairwise": _COMMON_HEAD + [
-        RowRule("chosen_equals_rejected", "same_pair", "set", (False,), "chosen and rejected are the same conversation"),
+    "pairwise": _COMMON_HEAD
+    + [
+        RowRule(
+            "chosen_equals_rejected", "same_pair", "set", (False,), "chosen and rejected are the same conversation"
+        ),
         RowRule("invalid_label", "label", "set", PAIR_LABELS, "label not in " + "|".join(PAIR_LABELS)),
-    ] + _COMMON_TAIL + [_TEXT_CAP],
+    ]
+    + _COMMON_TAIL
+    + [_TEXT_CAP],
     "binary": _COMMON_HEAD + _COMMON_TAIL + [_TEXT_CAP],
-    "listwise": _COMMON_HEAD + [
+    "listwise": _COMMON_HEAD
+    + [
         RowRule("too_few_completions", "n_completions", "min", 2, "a ranking needs at least 2 completions"),
         RowRule("ids_mismatch", "ids_len_ok", "set", (True,), "completion_ids length differs from completions"),
         RowRule("ranks_invalid", "has_order", "set", (True,), "neither ranks nor scores given"),
@@ -73,12 +90,22 @@ ROW_RULES: dict[str, list[RowRule]] = {
         RowRule("ranks_invalid", "scores_len_ok", "set", (True,), "scores length differs from completions"),
         RowRule("ranks_invalid", "bad_ranks", "max", 0, "rank(s) null or negative"),
         RowRule("ranks_invalid", "bad_scores", "max", 0, "score(s) null, NaN or infinite"),
-    ] + _COMMON_TAIL + [_TEXT_CAP],
-    "ratings": _COMMON_HEAD + [
+    ]
+    + _COMMON_TAIL
+    + [_TEXT_CAP],
+    "ratings": _COMMON_HEAD
+    + [
         RowRule("empty_ratings", "n_ratings", "min", 1, "no ratings"),
-        RowRule("rating_out_of_range", "bad_ratings", "max", 0,
-                "rating value(s) missing, NaN or outside the declared [scale_min, scale_max]"),
-    ] + _COMMON_TAIL + [_TEXT_CAP],
+        RowRule(
+            "rating_out_of_range",
+            "bad_ratings",
+            "max",
+            0,
+            "rating value(s) missing, NaN or outside the declared [scale_min, scale_max]",
+        ),
+    ]
+    + _COMMON_TAIL
+    + [_TEXT_CAP],
 }
 
 _BATCH_COMMON = [
@@ -86,16 +113,26 @@ _BATCH_COMMON = [
     BatchRule("reject_rate", "rejected", "mean", 0, "$max_reject_rate", explain="share of input rows rejected"),
 ]
 BATCH_RULES: dict[str, list[BatchRule]] = {
-    "pairwise": _BATCH_COMMON + [
-        BatchRule("tie_rate", "is_tie", "mean", 0, "$max_tie_rate", True, "share of pairs labelled tie")],
-    "binary": _BATCH_COMMON + [
-        BatchRule("label_balance", "label_true", "mean", "$min_true_rate", "$max_true_rate", True,
-                  "share of rows labelled desirable (True)")],
+    "pairwise": _BATCH_COMMON
+    + [BatchRule("tie_rate", "is_tie", "mean", 0, "$max_tie_rate", True, "share of pairs labelled tie")],
+    "binary": _BATCH_COMMON
+    + [
+        BatchRule(
+            "label_balance",
+            "label_true",
+            "mean",
+            "$min_true_rate",
+            "$max_true_rate",
+            True,
+            "share of rows labelled desirable (True)",
+        )
+    ],
     "listwise": list(_BATCH_COMMON),
     "ratings": list(_BATCH_COMMON),
 }
-SPLIT_RULE = BatchRule("split_disjoint", "prompt_key", "unique", 0, 0,
-                       explain="prompt keys present in both train and test")
+SPLIT_RULE = BatchRule(
+    "split_disjoint", "prompt_key", "unique", 0, 0, explain="prompt keys present in both train and test"
+)
 
 
 def _param(bound: Bound) -> Any:
@@ -114,8 +151,9 @@ def _batch_expectation(gxe, rule: BatchRule, index: int):
     meta = {"rule_index": index, "rule": rule.name}
     if rule.kind == "unique":
         return gxe.ExpectColumnValuesToBeUnique(column=rule.column, meta=meta)
-    return gxe.ExpectColumnMeanToBeBetween(column=rule.column, min_value=_param(rule.low),
-                                           max_value=_param(rule.high), meta=meta)
+    return gxe.ExpectColumnMeanToBeBetween(
+        column=rule.column, min_value=_param(rule.low), max_value=_param(rule.high), meta=meta
+    )
 
 
 class _Gx:
@@ -148,8 +186,9 @@ class _Gx:
         by_index: dict[int, Any] = {}
         for r in result.results:
             if r.exception_info.get("raised_exception"):
-                raise RuntimeError(f"GX expectation {r.expectation_config.type} raised: "
-                                   f"{r.exception_info.get('exception_message')}")
+                raise RuntimeError(
+                    f"GX expectation {r.expectation_config.type} raised: {r.exception_info.get('exception_message')}"
+                )
             by_index[r.expectation_config.meta["rule_index"]] = r
         return [by_index[i] for i in range(len(by_index))]
 

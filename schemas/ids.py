@@ -1,4 +1,5 @@
 """Content-hash identities. Equal content gives equal ids, so re-ingesting is idempotent."""
+
 from __future__ import annotations
 
 import hashlib

@@ -9,17 +9,18 @@ Adapters with an ``adapt_columns(obj, columns, source_row)`` method (hh-rlhf) ta
 path: rows go straight into ``schemas.records.Columns`` and the chunk's tables are built from
 columns, with the same rows, rejects and counts as the ``adapt`` dict path.
 """
+
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import pyarrow as pa
 
 from schemas.adapters.base import AdaptError
-from schemas.records import Columns, to_table
 from schemas.readers import RawRecord
+from schemas.records import Columns, to_table
 from schemas.step import Reject
 
 
@@ -32,8 +33,9 @@ class ChunkResult:
     reasons: Counter = field(default_factory=Counter)
 
 
-def adapt_records(records: Iterable[RawRecord], adapter, *, run_id: str, source_file: str,
-                  format_name: str) -> ChunkResult:
+def adapt_records(
+    records: Iterable[RawRecord], adapter, *, run_id: str, source_file: str, format_name: str
+) -> ChunkResult:
     tally = _Tally(source_file)
     fast = getattr(adapter, "adapt_columns", None)
     if fast is not None:
@@ -69,8 +71,7 @@ class _Tally:
         self.records_read = self.rows_read = 0
 
     def reject(self, rec: RawRecord, reason: str, detail: str) -> None:
-        self.rejects.append(Reject("adapt", reason, detail, self.source_file, rec.source_row,
-                                   raw=rec.raw or rec.obj))
+        self.rejects.append(Reject("adapt", reason, detail, self.source_file, rec.source_row, raw=rec.raw or rec.obj))
 
     def adapted(self, records: Iterable[RawRecord], adapt):
         """Yield (record, adapter output) for records that produced something; reject the rest."""
@@ -100,5 +101,6 @@ class _Tally:
             yield rec, out
 
     def result(self, tables: dict[str, pa.Table]) -> ChunkResult:
-        return ChunkResult(tables, self.rejects, self.records_read, self.rows_read,
-                           Counter(r.reason for r in self.rejects))
+        return ChunkResult(
+            tables, self.rejects, self.records_read, self.rows_read, Counter(r.reason for r in self.rejects)
+        )

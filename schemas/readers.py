@@ -6,13 +6,15 @@ Parquet or CSV file the parsed records of a row range. Every record keeps its 0-
 in the file for lineage. A line that is not valid UTF-8 or not valid JSON becomes a raw record
 with an error (it goes to the quarantine), never an exception.
 """
+
 from __future__ import annotations
 
 import gzip
 import os
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import orjson
 
@@ -116,23 +118,35 @@ def _parse_line(line: bytes, row: int, path: str, max_bytes: int) -> RawRecord |
     if line.endswith(b"\r"):
         line = line[:-1]
     if row == 0 and line.startswith(BOM):
-        line = line[len(BOM):]
+        line = line[len(BOM) :]
     if not line.strip():
         return None  # blank lines are not records
     if len(line) > max_bytes:
-        return RawRecord(row, None, line, Reject("parse", "record_too_large",
-                                                 f"record is {len(line)} bytes; limit is {max_bytes}",
-                                                 source_file=path, source_row=row, raw=line))
+        return RawRecord(
+            row,
+            None,
+            line,
+            Reject(
+                "parse",
+                "record_too_large",
+                f"record is {len(line)} bytes; limit is {max_bytes}",
+                source_file=path,
+                source_row=row,
+                raw=line,
+            ),
+        )
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as e:
         try:
             line.decode("utf-8")
         except UnicodeDecodeError as ue:
-            return RawRecord(row, None, line, Reject("parse", "invalid_utf8", str(ue), source_file=path,
-                                                     source_row=row, raw=line))
-        return RawRecord(row, None, line, Reject("parse", "invalid_json", str(e), source_file=path,
-                                                 source_row=row, raw=line))
+            return RawRecord(
+                row, None, line, Reject("parse", "invalid_utf8", str(ue), source_file=path, source_row=row, raw=line)
+            )
+        return RawRecord(
+            row, None, line, Reject("parse", "invalid_json", str(e), source_file=path, source_row=row, raw=line)
+        )
     return RawRecord(row, obj, line)
 
 
@@ -152,8 +166,9 @@ def read_chunk(chunk: Chunk, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -
     for row, obj, raw, error in chunk.records:
         if error is not None:
             reason, detail = error
-            yield RawRecord(row, None, raw, Reject("parse", reason, detail, source_file=chunk.path,
-                                                   source_row=row, raw=raw))
+            yield RawRecord(
+                row, None, raw, Reject("parse", reason, detail, source_file=chunk.path, source_row=row, raw=raw)
+            )
         else:
             yield RawRecord(row, obj, raw)
 
@@ -180,8 +195,12 @@ def _read_whole(path: str) -> Iterator[tuple]:
         for row, line in enumerate(lines):
             rec = _parse_line(line, row, path, DEFAULT_MAX_RECORD_BYTES)
             if rec is not None:
-                yield (row, rec.obj, None if rec.error is None else rec.raw,
-                       None if rec.error is None else (rec.error.reason, rec.error.detail))
+                yield (
+                    row,
+                    rec.obj,
+                    None if rec.error is None else rec.raw,
+                    None if rec.error is None else (rec.error.reason, rec.error.detail),
+                )
         return
     try:
         items = orjson.loads(data)

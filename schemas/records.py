@@ -8,6 +8,7 @@ normalisation and ids as ``pairwise`` (both go through ``_pairwise_core``), but 
 and the chunk's Arrow columns are built directly from them, with no per-row dicts and no
 ``Table.from_pylist`` over nested messages.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,8 +30,9 @@ def _meta(meta: dict | None) -> str | None:
     return orjson.dumps(meta, default=str).decode()
 
 
-def _common(shape: str, prompt: list[dict], origin: str, annotator_id: str | None,
-            policy: str | None, meta: dict | None) -> tuple[dict, bytes]:
+def _common(
+    shape: str, prompt: list[dict], origin: str, annotator_id: str | None, policy: str | None, meta: dict | None
+) -> tuple[dict, bytes]:
     """The shared columns, plus the prompt's serialised bytes (hashed again into record_id)."""
     pb = conversation_bytes(prompt)
     return {
@@ -61,8 +63,9 @@ def _dicts(pairs: list[list]) -> list[dict]:
     return [{"role": r, "content": c} for r, c in pairs]
 
 
-def _pairwise_core(p: list[list], c: list[list], r: list[list], label: str, margin, annotator_id,
-                   policy: str | None, meta: dict | None) -> tuple:
+def _pairwise_core(
+    p: list[list], c: list[list], r: list[list], label: str, margin, annotator_id, policy: str | None, meta: dict | None
+) -> tuple:
     """Ids and scalar columns of a pairwise row from normalised pairs; the one place they are computed.
 
     Steps run in the order the original builder ran them, so a record that fails (e.g. a lone
@@ -76,21 +79,42 @@ def _pairwise_core(p: list[list], c: list[list], r: list[list], label: str, marg
     chosen_id = _blake2b(cb, digest_size=16).hexdigest()
     rejected_id = _blake2b(rb, digest_size=16).hexdigest()
     margin = None if margin is None else float(margin)
-    record_id = _blake2b(_SEP.join((b"pairwise", pb, cb, rb, label.encode(), (annotator or "").encode(),
-                                    (policy or "").encode())), digest_size=16).hexdigest()
+    record_id = _blake2b(
+        _SEP.join((b"pairwise", pb, cb, rb, label.encode(), (annotator or "").encode(), (policy or "").encode())),
+        digest_size=16,
+    ).hexdigest()
     return record_id, prompt_id, annotator, meta_text, chosen_id, rejected_id, margin
 
 
-def pairwise(prompt: list[dict], chosen: list[dict], rejected: list[dict], *, label: str = "chosen_better",
-             margin: float | None = None, origin: str = "human", annotator_id: str | None = None,
-             policy: str | None = None, meta: dict | None = None) -> dict:
+def pairwise(
+    prompt: list[dict],
+    chosen: list[dict],
+    rejected: list[dict],
+    *,
+    label: str = "chosen_better",
+    margin: float | None = None,
+    origin: str = "human",
+    annotator_id: str | None = None,
+    policy: str | None = None,
+    meta: dict | None = None,
+) -> dict:
     p, c, r = _pairs(prompt), _pairs(chosen), _pairs(rejected)
     record_id, prompt_id, annotator, meta_text, chosen_id, rejected_id, margin = _pairwise_core(
-        p, c, r, label, margin, annotator_id, policy, meta)
+        p, c, r, label, margin, annotator_id, policy, meta
+    )
     return {
-        "prompt": _dicts(p), "prompt_id": prompt_id, "origin": origin, "annotator_id": annotator,
-        "policy": policy, "meta": meta_text, "chosen": _dicts(c), "rejected": _dicts(r),
-        "chosen_id": chosen_id, "rejected_id": rejected_id, "label": label, "margin": margin,
+        "prompt": _dicts(p),
+        "prompt_id": prompt_id,
+        "origin": origin,
+        "annotator_id": annotator,
+        "policy": policy,
+        "meta": meta_text,
+        "chosen": _dicts(c),
+        "rejected": _dicts(r),
+        "chosen_id": chosen_id,
+        "rejected_id": rejected_id,
+        "label": label,
+        "margin": margin,
         "record_id": record_id,
     }
 
@@ -107,8 +131,22 @@ class PairwiseColumns:
 
     shape = "pairwise"
     # Tuple layout of a row; conversations are lists of [role, content] pairs.
-    _FIELDS = ("record_id", "prompt_id", "prompt", "origin", "annotator_id", "policy", "source_row", "meta",
-               "chosen", "rejected", "chosen_id", "rejected_id", "label", "margin")
+    _FIELDS = (
+        "record_id",
+        "prompt_id",
+        "prompt",
+        "origin",
+        "annotator_id",
+        "policy",
+        "source_row",
+        "meta",
+        "chosen",
+        "rejected",
+        "chosen_id",
+        "rejected_id",
+        "label",
+        "margin",
+    )
     _CONVERSATIONS = frozenset(("prompt", "chosen", "rejected"))
 
     def __init__(self) -> None:
@@ -117,17 +155,45 @@ class PairwiseColumns:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def add(self, prompt, chosen, rejected, source_row: int, *, label: str = "chosen_better",
-            margin: float | None = None, origin: str = "human", annotator_id: str | None = None,
-            policy: str | None = None, meta: dict | None = None) -> None:
+    def add(
+        self,
+        prompt,
+        chosen,
+        rejected,
+        source_row: int,
+        *,
+        label: str = "chosen_better",
+        margin: float | None = None,
+        origin: str = "human",
+        annotator_id: str | None = None,
+        policy: str | None = None,
+        meta: dict | None = None,
+    ) -> None:
         # ``_pairs`` for (role, text) pairs, inlined: this runs once per ingested row.
         p = [[role, t.strip() if t.isascii() and "\r" not in t else normalise_text(t)] for role, t in prompt]
         c = [[role, t.strip() if t.isascii() and "\r" not in t else normalise_text(t)] for role, t in chosen]
         r = [[role, t.strip() if t.isascii() and "\r" not in t else normalise_text(t)] for role, t in rejected]
         record_id, prompt_id, annotator, meta_text, chosen_id, rejected_id, margin = _pairwise_core(
-            p, c, r, label, margin, annotator_id, policy, meta)
-        self.rows.append((record_id, prompt_id, p, origin, annotator, policy, source_row, meta_text, c, r,
-                          chosen_id, rejected_id, label, margin))
+            p, c, r, label, margin, annotator_id, policy, meta
+        )
+        self.rows.append(
+            (
+                record_id,
+                prompt_id,
+                p,
+                origin,
+                annotator,
+                policy,
+                source_row,
+                meta_text,
+                c,
+                r,
+                chosen_id,
+                rejected_id,
+                label,
+                margin,
+            )
+        )
 
     def to_table(self, *, format_name: str, source_file: str, run_id: str) -> pa.Table:
         """The rows as a ``PAIRWISE`` table with the lineage columns filled in."""
@@ -163,8 +229,11 @@ class Columns:
         self.pairwise = PairwiseColumns()
 
     def tables(self, *, format_name: str, source_file: str, run_id: str) -> dict[str, pa.Table]:
-        return {b.shape: b.to_table(format_name=format_name, source_file=source_file, run_id=run_id)
-                for b in (self.pairwise,) if len(b)}
+        return {
+            b.shape: b.to_table(format_name=format_name, source_file=source_file, run_id=run_id)
+            for b in (self.pairwise,)
+            if len(b)
+        }
 
 
 def _conversation_array(conversations) -> pa.Array | pa.ChunkedArray:
@@ -179,54 +248,98 @@ def _conversation_array(conversations) -> pa.Array | pa.ChunkedArray:
     return pa.ListArray.from_arrays(offsets, values, type=CONVERSATION)
 
 
-def binary(prompt: list[dict], completion: list[dict], *, label: bool, score: float | None = None,
-           origin: str = "human", annotator_id: str | None = None, policy: str | None = None,
-           meta: dict | None = None) -> dict:
+def binary(
+    prompt: list[dict],
+    completion: list[dict],
+    *,
+    label: bool,
+    score: float | None = None,
+    origin: str = "human",
+    annotator_id: str | None = None,
+    policy: str | None = None,
+    meta: dict | None = None,
+) -> dict:
     prompt, completion = normalise_messages(prompt), normalise_messages(completion)
     row, pb = _common("binary", prompt, origin, annotator_id, policy, meta)
     cb = conversation_bytes(completion)
     row.update(
-        completion=completion, completion_id=digest(cb), label=bool(label),
+        completion=completion,
+        completion_id=digest(cb),
+        label=bool(label),
         score=None if score is None else float(score),
-        record_id=digest(b"binary", pb, cb, b"1" if label else b"0",
-                         (row["annotator_id"] or "").encode(), (policy or "").encode()),
+        record_id=digest(
+            b"binary", pb, cb, b"1" if label else b"0", (row["annotator_id"] or "").encode(), (policy or "").encode()
+        ),
     )
     return row
 
 
-def listwise(prompt: list[dict], completions: list[list[dict]], *, ranks: list[int] | None = None,
-             scores: list[float] | None = None, origin: str = "human", annotator_id: str | None = None,
-             policy: str | None = None, meta: dict | None = None) -> dict:
+def listwise(
+    prompt: list[dict],
+    completions: list[list[dict]],
+    *,
+    ranks: list[int] | None = None,
+    scores: list[float] | None = None,
+    origin: str = "human",
+    annotator_id: str | None = None,
+    policy: str | None = None,
+    meta: dict | None = None,
+) -> dict:
     prompt = normalise_messages(prompt)
     completions = [normalise_messages(c) for c in completions]
     row, pb = _common("listwise", prompt, origin, annotator_id, policy, meta)
     cbs = [conversation_bytes(c) for c in completions]
     row.update(
-        completions=completions, completion_ids=[digest(b) for b in cbs],
+        completions=completions,
+        completion_ids=[digest(b) for b in cbs],
         ranks=None if ranks is None else [int(r) for r in ranks],
         scores=None if scores is None else [float(s) for s in scores],
-        record_id=digest(b"listwise", pb, *cbs, orjson.dumps(ranks), orjson.dumps(scores),
-                         (row["annotator_id"] or "").encode(), (policy or "").encode()),
+        record_id=digest(
+            b"listwise",
+            pb,
+            *cbs,
+            orjson.dumps(ranks),
+            orjson.dumps(scores),
+            (row["annotator_id"] or "").encode(),
+            (policy or "").encode(),
+        ),
     )
     return row
 
 
-def ratings(prompt: list[dict], completion: list[dict], attributes: dict[str, float], *,
-            scales: dict[str, tuple[float, float]] | None = None, origin: str = "human",
-            annotator_id: str | None = None, policy: str | None = None, meta: dict | None = None) -> dict:
+def ratings(
+    prompt: list[dict],
+    completion: list[dict],
+    attributes: dict[str, float],
+    *,
+    scales: dict[str, tuple[float, float]] | None = None,
+    origin: str = "human",
+    annotator_id: str | None = None,
+    policy: str | None = None,
+    meta: dict | None = None,
+) -> dict:
     prompt, completion = normalise_messages(prompt), normalise_messages(completion)
     row, pb = _common("ratings", prompt, origin, annotator_id, policy, meta)
     scales = scales or {}
     items = []
     for name in sorted(attributes):
         lo, hi = scales.get(name, (None, None))
-        items.append({"attribute": name, "value": float(attributes[name]),
-                      "scale_min": None if lo is None else float(lo), "scale_max": None if hi is None else float(hi)})
+        items.append(
+            {
+                "attribute": name,
+                "value": float(attributes[name]),
+                "scale_min": None if lo is None else float(lo),
+                "scale_max": None if hi is None else float(hi),
+            }
+        )
     cb = conversation_bytes(completion)
     row.update(
-        completion=completion, completion_id=digest(cb), ratings=items,
-        record_id=digest(b"ratings", pb, cb, orjson.dumps(items),
-                         (row["annotator_id"] or "").encode(), (policy or "").encode()),
+        completion=completion,
+        completion_id=digest(cb),
+        ratings=items,
+        record_id=digest(
+            b"ratings", pb, cb, orjson.dumps(items), (row["annotator_id"] or "").encode(), (policy or "").encode()
+        ),
     )
     return row
 
@@ -244,5 +357,14 @@ def conversation_text(messages: list[dict]) -> str:
     return "\n".join(m["content"] for m in messages)
 
 
-__all__ = ["pairwise", "binary", "listwise", "ratings", "to_table", "conversation_text", "conversation_id",
-           "PairwiseColumns", "Columns"]
+__all__ = [
+    "pairwise",
+    "binary",
+    "listwise",
+    "ratings",
+    "to_table",
+    "conversation_text",
+    "conversation_id",
+    "PairwiseColumns",
+    "Columns",
+]

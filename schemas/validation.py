@@ -6,10 +6,11 @@ them and rejects failing rows with the first failed rule as reason. ``validate_b
 whole-batch suite (tie rate, label balance, reject share, duplicate ids) that stops a commit.
 Rule definitions live in ``schemas.gx_suites``.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -52,6 +53,7 @@ class BatchReport:
 
 
 # ---------------------------------------------------------------------------------------- schema
+
 
 def _conform(table: pa.Table, shape: str) -> tuple[pa.Table | None, list[str]]:
     """Cast the shape's columns (canonical order, extra columns kept after them); problems as text."""
@@ -126,8 +128,15 @@ def _conversations(conv: pa.Array, *, prompt: bool) -> _Conv:
     else:  # a judged completion: assistant, user, assistant, ...
         ok = code == np.where(k % 2 == 0, _ASSISTANT, _USER)
     ok |= code < 0  # unknown roles are their own rule, not counted twice
-    return _Conv(lengths, _per_row(parent, n, empty), _per_row(parent, n, code < 0),
-                 _per_row(parent, n, ~ok), first, last, _per_row(parent, n, None, nbytes))
+    return _Conv(
+        lengths,
+        _per_row(parent, n, empty),
+        _per_row(parent, n, code < 0),
+        _per_row(parent, n, ~ok),
+        first,
+        last,
+        _per_row(parent, n, None, nbytes),
+    )
 
 
 def _same_conversation(a: pa.Array, b: pa.Array, ca: _Conv, cb: _Conv) -> np.ndarray:
@@ -139,8 +148,10 @@ def _same_conversation(a: pa.Array, b: pa.Array, ca: _Conv, cb: _Conv) -> np.nda
     ta, tb = a.take(pa.array(cand)), b.take(pa.array(cand))
     ma, mb = pc.list_flatten(ta), pc.list_flatten(tb)
     parent = pc.list_parent_indices(ta).to_numpy().astype(np.int64)
-    eq = pc.and_(pc.equal(pc.struct_field(ma, "role"), pc.struct_field(mb, "role")),
-                 pc.equal(pc.struct_field(ma, "content"), pc.struct_field(mb, "content")))
+    eq = pc.and_(
+        pc.equal(pc.struct_field(ma, "role"), pc.struct_field(mb, "role")),
+        pc.equal(pc.struct_field(ma, "content"), pc.struct_field(mb, "content")),
+    )
     differ = ~pc.fill_null(eq, False).to_numpy(zero_copy_only=False)
     same[cand] = _per_row(parent, len(cand), differ) == 0
     return same
@@ -151,7 +162,7 @@ def _common(batch: pa.RecordBatch, shape: str, completions: list[_Conv]) -> dict
     p = _conversations(batch.column("prompt"), prompt=True)
     required = [f.name for f in SCHEMAS[shape] if not f.nullable]
     nulls = sum(batch.column(c).is_null().to_numpy(zero_copy_only=False).astype(np.int64) for c in required)
-    judged = (p.last == _USER)
+    judged = p.last == _USER
     for c in completions:
         judged &= (c.first == _ASSISTANT) & (c.last == _ASSISTANT)
     return {
@@ -168,8 +179,11 @@ def _common(batch: pa.RecordBatch, shape: str, completions: list[_Conv]) -> dict
 def _derive_pairwise(batch: pa.RecordBatch) -> dict:
     ch, rj = batch.column("chosen"), batch.column("rejected")
     c, r = _conversations(ch, prompt=False), _conversations(rj, prompt=False)
-    return {**_common(batch, "pairwise", [c, r]), "same_pair": _same_conversation(ch, rj, c, r),
-            "label": batch.column("label").to_pandas()}
+    return {
+        **_common(batch, "pairwise", [c, r]),
+        "same_pair": _same_conversation(ch, rj, c, r),
+        "label": batch.column("label").to_pandas(),
+    }
 
 
 def _derive_binary(batch: pa.RecordBatch) -> dict:
@@ -182,9 +196,15 @@ def _derive_listwise(batch: pa.RecordBatch) -> dict:
     inner = _conversations(pc.list_flatten(comps), prompt=False)  # one entry per completion
     owner = pc.list_parent_indices(comps).to_numpy().astype(np.int64)
     bad_judged = _per_row(owner, n, ~((inner.first == _ASSISTANT) & (inner.last == _ASSISTANT)))
-    per_row = _Conv(n_comp, _per_row(owner, n, None, inner.empty), _per_row(owner, n, None, inner.unknown),
-                    _per_row(owner, n, None, inner.breaks), np.where(bad_judged > 0, -1, _ASSISTANT),
-                    np.where(bad_judged > 0, -1, _ASSISTANT), _per_row(owner, n, None, inner.nbytes))
+    per_row = _Conv(
+        n_comp,
+        _per_row(owner, n, None, inner.empty),
+        _per_row(owner, n, None, inner.unknown),
+        _per_row(owner, n, None, inner.breaks),
+        np.where(bad_judged > 0, -1, _ASSISTANT),
+        np.where(bad_judged > 0, -1, _ASSISTANT),
+        _per_row(owner, n, None, inner.nbytes),
+    )
     ranks, scores = batch.column("ranks"), batch.column("scores")
     r_vals, s_vals = pc.list_flatten(ranks), pc.list_flatten(scores)
     bad_r = pc.fill_null(pc.less(r_vals, 0), True).to_numpy(zero_copy_only=False)
@@ -210,18 +230,29 @@ def _derive_ratings(batch: pa.RecordBatch) -> dict:
     n, items = len(batch), pc.list_flatten(ratings)
     value = pc.struct_field(items, "value")
     lo, hi = pc.struct_field(items, "scale_min"), pc.struct_field(items, "scale_max")
-    ok = pc.and_(pc.fill_null(pc.is_finite(value), False),
-                 pc.and_(pc.fill_null(pc.greater_equal(value, lo), True),  # no declared bound → unbounded
-                         pc.fill_null(pc.less_equal(value, hi), True)))
+    ok = pc.and_(
+        pc.fill_null(pc.is_finite(value), False),
+        pc.and_(
+            pc.fill_null(pc.greater_equal(value, lo), True),  # no declared bound → unbounded
+            pc.fill_null(pc.less_equal(value, hi), True),
+        ),
+    )
     ok = pc.and_(ok, pc.fill_null(pc.less_equal(lo, hi), True))
     parent = pc.list_parent_indices(ratings).to_numpy().astype(np.int64)
     completion = _conversations(batch.column("completion"), prompt=False)
-    return {**_common(batch, "ratings", [completion]), "n_ratings": _lengths(ratings),
-            "bad_ratings": _per_row(parent, n, ~ok.to_numpy(zero_copy_only=False))}
+    return {
+        **_common(batch, "ratings", [completion]),
+        "n_ratings": _lengths(ratings),
+        "bad_ratings": _per_row(parent, n, ~ok.to_numpy(zero_copy_only=False)),
+    }
 
 
-_DERIVE = {"pairwise": _derive_pairwise, "binary": _derive_binary,
-           "listwise": _derive_listwise, "ratings": _derive_ratings}
+_DERIVE = {
+    "pairwise": _derive_pairwise,
+    "binary": _derive_binary,
+    "listwise": _derive_listwise,
+    "ratings": _derive_ratings,
+}
 
 
 def derived_frame(table: pa.Table, shape: str) -> pd.DataFrame:
@@ -234,9 +265,18 @@ def derived_frame(table: pa.Table, shape: str) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------ row checks
 
+
 def _reject(row: dict, shape: str, reason: str, detail: str) -> Reject:
-    return Reject(step=STEP, reason=reason, detail=detail, source_file=row.get("source_file"),
-                  source_row=row.get("source_row"), shape=shape, record_id=row.get("record_id"), raw=row)
+    return Reject(
+        step=STEP,
+        reason=reason,
+        detail=detail,
+        source_file=row.get("source_file"),
+        source_row=row.get("source_row"),
+        shape=shape,
+        record_id=row.get("record_id"),
+        raw=row,
+    )
 
 
 def _schema_rejects(table: pa.Table, shape: str, problems: list[str]) -> list[Reject]:
@@ -245,15 +285,15 @@ def _schema_rejects(table: pa.Table, shape: str, problems: list[str]) -> list[Re
 
 
 def _explain(rule: gx_suites.RowRule, value, config: ValidationConfig) -> str:
-    bound = getattr(config, rule.bound[1:]) if isinstance(rule.bound, str) and rule.bound.startswith("$") \
-        else rule.bound
+    bound = (
+        getattr(config, rule.bound[1:]) if isinstance(rule.bound, str) and rule.bound.startswith("$") else rule.bound
+    )
     if isinstance(value, (np.generic,)):
         value = value.item()
     return f"{rule.reason}: {rule.explain} ({rule.column}={value!r}, expected {rule.kind} {bound!r})"
 
 
-def validate_rows(table: pa.Table, shape: str, config: ValidationConfig | None = None
-                  ) -> tuple[pa.Table, list[Reject]]:
+def validate_rows(table: pa.Table, shape: str, config: ValidationConfig | None = None) -> tuple[pa.Table, list[Reject]]:
     """Rows that pass the Arrow schema and the shape's GX suite, and a Reject for every other row.
 
     ``len(kept) + len(rejects) == table.num_rows``. A row failing several rules is rejected once, with
@@ -300,6 +340,7 @@ def _keep(table: pa.Table, bad: np.ndarray) -> pa.Table:
 
 # ---------------------------------------------------------------------------------- batch checks
 
+
 def _fmt(x) -> str:
     return "-" if x is None else (f"{x:.4g}" if isinstance(x, float) else str(x))
 
@@ -320,8 +361,7 @@ def _batch_frame(table: pa.Table, shape: str, rejected: int) -> pd.DataFrame:
     # (NaN/None elsewhere, which GX's mean and uniqueness ignore).
     pad = pa.nulls(rejected, pa.string())
     rid = pa.concat_arrays([c for c in table["record_id"].cast(pa.string()).chunks] + [pad])
-    frame = {"record_id": rid.to_pandas(),
-             "rejected": np.r_[np.zeros(table.num_rows), np.ones(rejected)]}
+    frame = {"record_id": rid.to_pandas(), "rejected": np.r_[np.zeros(table.num_rows), np.ones(rejected)]}
     filler = np.full(rejected, np.nan)
     if shape == "pairwise":
         tie = pc.equal(table["label"], "tie").to_numpy(zero_copy_only=False).astype(float)
@@ -331,8 +371,9 @@ def _batch_frame(table: pa.Table, shape: str, rejected: int) -> pd.DataFrame:
     return pd.DataFrame(frame)
 
 
-def validate_batch(table: pa.Table, shape: str, config: ValidationConfig | None = None, *,
-                   rejected: int = 0) -> BatchReport:
+def validate_batch(
+    table: pa.Table, shape: str, config: ValidationConfig | None = None, *, rejected: int = 0
+) -> BatchReport:
     """Whole-batch GX rules that stop a commit: tie rate, label balance, reject share, duplicate ids.
 
     ``table`` is the kept table from ``validate_rows``; ``rejected`` the number of rows it rejected.
@@ -359,7 +400,10 @@ def validate_batch(table: pa.Table, shape: str, config: ValidationConfig | None 
         if rule.kind == "unique" and not config.unique_record_ids:
             ok, explain = None, f"{explain} (skipped: duplicates are deduplicated and counted at commit)"
         if rule.needs_rows and kept < config.min_rows_for_rates:
-            ok, explain = None, f"{explain} (skipped: {kept} kept rows < min_rows_for_rates {config.min_rows_for_rates})"
+            ok, explain = (
+                None,
+                f"{explain} (skipped: {kept} kept rows < min_rows_for_rates {config.min_rows_for_rates})",
+            )
         lines.append((rule.name, ok, _fmt(observed), bound, explain))
     return _report(title, lines)
 
@@ -382,5 +426,11 @@ def check_split_disjoint(train_keys: Iterable, test_keys: Iterable) -> BatchRepo
     return _report(title, [(gx_suites.SPLIT_RULE.name, bool(res.success), str(overlap), "0", explain)])
 
 
-__all__ = ["ValidationConfig", "BatchReport", "validate_rows", "validate_batch", "check_split_disjoint",
-           "derived_frame"]
+__all__ = [
+    "ValidationConfig",
+    "BatchReport",
+    "validate_rows",
+    "validate_batch",
+    "check_split_disjoint",
+    "derived_frame",
+]

@@ -3,11 +3,18 @@ from pathlib import Path
 
 import pytest
 
-for _k, _v in {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "GX_ANALYTICS_ENABLED": "false",
-               "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1",
-               "TOKENIZERS_PARALLELISM": "false", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
-               # Prefect logs "Stopping temporary server" at exit, after pytest closed its streams.
-               "PREFECT_LOGGING_LEVEL": "WARNING"}.items():
+for _k, _v in {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "GX_ANALYTICS_ENABLED": "false",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "VLLM_NO_USAGE_STATS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    # Prefect logs "Stopping temporary server" at exit, after pytest closed its streams.
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+}.items():
     os.environ.setdefault(_k, _v)
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,5 @@
 """The warehouse: the only code that touches Parquet files and the DuckDB catalog."""
+
 from warehouse.core import Warehouse
 from warehouse.counts import CommitResult, RunCounts, StepCount
 from warehouse.errors import WarehouseError

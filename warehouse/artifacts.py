@@ -4,6 +4,7 @@ A model blob is stored once under ``lake/models/<kind>/<sha256>.bin`` (its id is
 so the same weights are the same model) and cataloged with the dataset version it was trained on.
 Group assignments are rows of ``meta.annotator_groups`` keyed by the run that fitted them.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,23 +44,40 @@ def write_blob(layout: Layout, kind: str, blob: bytes) -> tuple[str, str]:
     return model_id, layout.rel(path)
 
 
-def insert_model(con: duckdb.DuckDBPyConnection, model_id: str, kind: str, dataset: str, version_id: str,
-                 rel_path: str, size: int, params: dict, metrics: dict) -> None:
-    con.execute("INSERT OR IGNORE INTO meta.models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [model_id, kind, dataset, version_id, utcnow(), rel_path, size, to_json(params), to_json(metrics)])
+def insert_model(
+    con: duckdb.DuckDBPyConnection,
+    model_id: str,
+    kind: str,
+    dataset: str,
+    version_id: str,
+    rel_path: str,
+    size: int,
+    params: dict,
+    metrics: dict,
+) -> None:
+    con.execute(
+        "INSERT OR IGNORE INTO meta.models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [model_id, kind, dataset, version_id, utcnow(), rel_path, size, to_json(params), to_json(metrics)],
+    )
 
 
 def model_row(con: duckdb.DuckDBPyConnection, model_id: str) -> tuple:
-    rows = con.execute("SELECT model_id, kind, dataset, version_id, path FROM meta.models "
-                       "WHERE model_id = ? OR model_id LIKE ? || '%'", [model_id, model_id]).fetchall()
+    rows = con.execute(
+        "SELECT model_id, kind, dataset, version_id, path FROM meta.models "
+        "WHERE model_id = ? OR model_id LIKE ? || '%'",
+        [model_id, model_id],
+    ).fetchall()
     if not rows:
-        raise WarehouseError(f"no model {model_id!r}; see `prefmill query \"SELECT * FROM models\"`")
+        raise WarehouseError(f'no model {model_id!r}; see `prefmill query "SELECT * FROM models"`')
     if len(rows) > 1:
         raise WarehouseError(f"model id prefix {model_id!r} is ambiguous ({len(rows)} models)")
     return rows[0]
 
 
-def insert_groups(con: duckdb.DuckDBPyConnection, run_id: str, dataset: str, version_id: str, key: str,
-                  assign: dict) -> None:
-    con.executemany("INSERT INTO meta.annotator_groups VALUES (?, ?, ?, ?, ?, ?)",
-                    [[run_id, dataset, version_id, key, str(k), int(g)] for k, g in sorted(assign.items())])
+def insert_groups(
+    con: duckdb.DuckDBPyConnection, run_id: str, dataset: str, version_id: str, key: str, assign: dict
+) -> None:
+    con.executemany(
+        "INSERT INTO meta.annotator_groups VALUES (?, ?, ?, ?, ?, ?)",
+        [[run_id, dataset, version_id, key, str(k), int(g)] for k, g in sorted(assign.items())],
+    )

@@ -1,4 +1,5 @@
 """The dataset card (README.md) written next to an export: what is in it and where it came from."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -6,8 +7,13 @@ from collections import Counter
 import orjson
 import pyarrow as pa
 
-FORMAT_TAGS = {"trl-dpo": ["dpo", "preference"], "trl-kto": ["kto", "binary-feedback"],
-               "listwise": ["listwise", "ranking"], "sft": ["sft"], "llamafactory": ["llama-factory", "sharegpt"]}
+FORMAT_TAGS = {
+    "trl-dpo": ["dpo", "preference"],
+    "trl-kto": ["kto", "binary-feedback"],
+    "listwise": ["listwise", "ranking"],
+    "sft": ["sft"],
+    "llamafactory": ["llama-factory", "sharegpt"],
+}
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
@@ -23,9 +29,18 @@ def _group(lineage: list[pa.Table], columns: list[str]) -> list[list]:
     return [[*k, n] for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], tuple(map(str, kv[0]))))]
 
 
-def render(*, dataset: str, fmt: str, version: dict, files: dict[tuple[str, str], str],
-           split_counts: dict[str, dict[str, int]], lineage: list[pa.Table], excluded: dict[str, int],
-           converted: dict[str, int], params: dict) -> str:
+def render(
+    *,
+    dataset: str,
+    fmt: str,
+    version: dict,
+    files: dict[tuple[str, str], str],
+    split_counts: dict[str, dict[str, int]],
+    lineage: list[pa.Table],
+    excluded: dict[str, int],
+    converted: dict[str, int],
+    params: dict,
+) -> str:
     """Deterministic: no clock and no output location, so the same export renders the same bytes."""
     parts = sorted({p for p, _ in files})
     lines = ["---", "configs:"]
@@ -33,16 +48,29 @@ def render(*, dataset: str, fmt: str, version: dict, files: dict[tuple[str, str]
         lines += [f"- config_name: {part if len(parts) > 1 else 'default'}", "  data_files:"]
         lines += [f"  - split: {s}\n    path: {files[(part, s)]}" for s in ("train", "test") if (part, s) in files]
     lines += ["tags:"] + [f"- {t}" for t in ["prefmill", *FORMAT_TAGS.get(fmt, [])]] + ["---", ""]
-    lines += [f"# {dataset} ({fmt})", "",
-              f"Exported by prefmill from dataset `{dataset}`, version `{version['version_id']}` "
-              f"(created {version['created_at']}, run `{version['run_id']}`"
-              + (f", parent `{version['parent_version']}`" if version.get("parent_version") else "") + ").", ""]
+    lines += [
+        f"# {dataset} ({fmt})",
+        "",
+        f"Exported by prefmill from dataset `{dataset}`, version `{version['version_id']}` "
+        f"(created {version['created_at']}, run `{version['run_id']}`"
+        + (f", parent `{version['parent_version']}`" if version.get("parent_version") else "")
+        + ").",
+        "",
+    ]
     lines += ["## Splits", ""]
-    lines += _table(["part", "split", "rows", "file"],
-                    [[p, s, split_counts[p][s], files.get((p, s), "(empty, not written)")]
-                     for p in sorted(split_counts) for s in ("train", "test")])
+    lines += _table(
+        ["part", "split", "rows", "file"],
+        [
+            [p, s, split_counts[p][s], files.get((p, s), "(empty, not written)")]
+            for p in sorted(split_counts)
+            for s in ("train", "test")
+        ],
+    )
     if excluded:
-        lines += ["", "Rows not exported (by reason): " + ", ".join(f"{k} {v}" for k, v in sorted(excluded.items())) + "."]
+        lines += [
+            "",
+            "Rows not exported (by reason): " + ", ".join(f"{k} {v}" for k, v in sorted(excluded.items())) + ".",
+        ]
     lines += ["", "## Sources", ""]
     lines += _table(["source file", "format", "origin", "rows"], _group(lineage, ["source_file", "format", "origin"]))
     lines += ["", "## Conversion policies", ""]
@@ -52,8 +80,16 @@ def render(*, dataset: str, fmt: str, version: dict, files: dict[tuple[str, str]
         lines += ["", "Converted at export time: " + ", ".join(f"{k} {v}" for k, v in sorted(converted.items())) + "."]
     if version.get("policies") and version["policies"] not in ("[]", []):
         lines += ["", f"Policies recorded on the version: `{version['policies']}`."]
-    lines += ["", "## Export parameters", "", "```json",
-              orjson.dumps(params, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2).decode(), "```", "",
-              f"Split rule: a row is in test when blake2b(\"{params['seed']}\\x1f\" + {params['split_key']}) / 2^64 < "
-              f"{params['test_fraction']}, so no {params['split_key']} appears in both splits.", ""]
+    lines += [
+        "",
+        "## Export parameters",
+        "",
+        "```json",
+        orjson.dumps(params, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2).decode(),
+        "```",
+        "",
+        f'Split rule: a row is in test when blake2b("{params["seed"]}\\x1f" + {params["split_key"]}) / 2^64 < '
+        f"{params['test_fraction']}, so no {params['split_key']} appears in both splits.",
+        "",
+    ]
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 The public surface is the set of views in ``main`` (see views.py); these tables are its storage.
 """
+
 from __future__ import annotations
 
 import duckdb
@@ -10,14 +11,15 @@ import pyarrow.parquet as pq
 from schemas.canonical import QUARANTINE, SCHEMAS, SHAPES
 from warehouse.artifacts import DDL as ARTIFACTS_DDL
 from warehouse.layout import Layout
-from warehouse.views import recreate_views
 from warehouse.sql import one
+from warehouse.views import recreate_views
 
 SCHEMA_VERSION = "1"
 
 _SHAPE_COUNTS = ", ".join(f"rows_{s} BIGINT NOT NULL DEFAULT 0" for s in SHAPES)
 
-DDL = f"""
+DDL = (
+    f"""
 CREATE SCHEMA IF NOT EXISTS meta;
 CREATE TABLE IF NOT EXISTS meta.info (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS meta.datasets (
@@ -47,7 +49,9 @@ CREATE TABLE IF NOT EXISTS meta.removals (
 CREATE TABLE IF NOT EXISTS meta.duplicates (
     run_id VARCHAR NOT NULL, record_id VARCHAR NOT NULL, source_file VARCHAR, source_row BIGINT,
     duplicate_of_version VARCHAR, shape VARCHAR NOT NULL);
-""" + ARTIFACTS_DDL
+"""
+    + ARTIFACTS_DDL
+)
 
 
 def write_empty_files(layout: Layout) -> None:

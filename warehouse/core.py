@@ -1,4 +1,5 @@
 """The Warehouse facade: the only entry point other layers use (see docs/contracts.md)."""
+
 from __future__ import annotations
 
 import os
@@ -17,12 +18,12 @@ from warehouse.db import connect_read, connect_write, work_connection
 from warehouse.derived import commit_derived as _commit_derived
 from warehouse.errors import WarehouseError
 from warehouse.lake import write_quarantine
-from warehouse.staging import staged_shards
 from warehouse.layout import Layout, check_name, default_root
 from warehouse.lock import writer_lock
 from warehouse.query import run_query
-from warehouse.views import recreate_views
 from warehouse.sql import one
+from warehouse.staging import staged_shards
+from warehouse.views import recreate_views
 
 
 class Warehouse:
@@ -52,13 +53,27 @@ class Warehouse:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def commit(self, run_id: str, dataset: str, counts: RunCounts, steps: list[StepCount] | None = None,
-               policies: list | None = None) -> CommitResult:
+    def commit(
+        self,
+        run_id: str,
+        dataset: str,
+        counts: RunCounts,
+        steps: list[StepCount] | None = None,
+        policies: list | None = None,
+    ) -> CommitResult:
         return commit_staged(self.layout, run_id, dataset, counts, steps, policies)
 
-    def commit_derived(self, run_id: str, dataset: str, parent_version: str, tables: dict[str, pa.Table],
-                       removals: pa.Table | None, counts: RunCounts, steps: list[StepCount] | None = None,
-                       extra: dict | None = None) -> CommitResult:
+    def commit_derived(
+        self,
+        run_id: str,
+        dataset: str,
+        parent_version: str,
+        tables: dict[str, pa.Table],
+        removals: pa.Table | None,
+        counts: RunCounts,
+        steps: list[StepCount] | None = None,
+        extra: dict | None = None,
+    ) -> CommitResult:
         return _commit_derived(self.layout, run_id, dataset, parent_version, tables, removals, counts, steps, extra)
 
     def fail_run(self, run_id: str, error: str) -> None:
@@ -104,16 +119,25 @@ class Warehouse:
         self._write(lambda con: runs.mark_done(con, run_id, rows_read))
 
     # -- artifacts ----------------------------------------------------------------------------
-    def put_model(self, kind: str, dataset: str, version_id: str, blob: bytes, params: dict | None = None,
-                  metrics: dict | None = None) -> str:
+    def put_model(
+        self,
+        kind: str,
+        dataset: str,
+        version_id: str,
+        blob: bytes,
+        params: dict | None = None,
+        metrics: dict | None = None,
+    ) -> str:
         model_id, rel = artifacts.write_blob(self.layout, kind, blob)
 
         def insert(con):
             con.execute("BEGIN")
-            artifacts.insert_model(con, model_id, kind, dataset, version_id, rel, len(blob), params or {},
-                                   metrics or {})
+            artifacts.insert_model(
+                con, model_id, kind, dataset, version_id, rel, len(blob), params or {}, metrics or {}
+            )
             recreate_views(con, self.layout)
             con.execute("COMMIT")
+
         self._write(insert)
         return model_id
 
@@ -143,8 +167,11 @@ class Warehouse:
 
     def versions(self, dataset: str) -> pa.Table:
         self.resolve_version(dataset)  # unknown dataset → a clear error
-        return reads.listing(self.layout, "SELECT * FROM main.dataset_versions WHERE dataset = ? "
-                                          "ORDER BY created_at, version_id", [dataset])
+        return reads.listing(
+            self.layout,
+            "SELECT * FROM main.dataset_versions WHERE dataset = ? ORDER BY created_at, version_id",
+            [dataset],
+        )
 
     def runs(self) -> pa.Table:
         return reads.listing(self.layout, "SELECT * FROM main.runs ORDER BY started_at DESC, run_id DESC")

@@ -1,4 +1,5 @@
 """Run and step counts, and the invariant every run obeys: read = kept + rejected + duplicate."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -22,18 +23,24 @@ class RunCounts:
     rows_rejected: int
     rows_duplicate: int = 0
 
-    def check(self, where: str = "run counts") -> "RunCounts":
-        _check_non_negative(where, records_read=self.records_read, rows_read=self.rows_read,
-                            rows_kept=self.rows_kept, rows_rejected=self.rows_rejected,
-                            rows_duplicate=self.rows_duplicate)
+    def check(self, where: str = "run counts") -> RunCounts:
+        _check_non_negative(
+            where,
+            records_read=self.records_read,
+            rows_read=self.rows_read,
+            rows_kept=self.rows_kept,
+            rows_rejected=self.rows_rejected,
+            rows_duplicate=self.rows_duplicate,
+        )
         total = self.rows_kept + self.rows_rejected + self.rows_duplicate
         if self.rows_read != total:
             raise WarehouseError(
                 f"{where}: rows_read {self.rows_read} != kept {self.rows_kept} + rejected {self.rows_rejected} "
-                f"+ duplicate {self.rows_duplicate} ({total})")
+                f"+ duplicate {self.rows_duplicate} ({total})"
+            )
         return self
 
-    def with_duplicates(self, n: int) -> "RunCounts":
+    def with_duplicates(self, n: int) -> RunCounts:
         """Move ``n`` kept rows to duplicates (found by the warehouse's dedup)."""
         return replace(self, rows_kept=self.rows_kept - n, rows_duplicate=self.rows_duplicate + n)
 
@@ -46,15 +53,22 @@ class StepCount:
     rows_rejected: int = 0
     rows_duplicate: int = 0
 
-    def check(self) -> "StepCount":
+    def check(self) -> StepCount:
         if not isinstance(self.step, str) or not self.step:
             raise WarehouseError(f"step name must be a non-empty string, got {self.step!r}")
         where = f"step {self.step!r}"
-        _check_non_negative(where, rows_in=self.rows_in, rows_kept=self.rows_kept,
-                            rows_rejected=self.rows_rejected, rows_duplicate=self.rows_duplicate)
+        _check_non_negative(
+            where,
+            rows_in=self.rows_in,
+            rows_kept=self.rows_kept,
+            rows_rejected=self.rows_rejected,
+            rows_duplicate=self.rows_duplicate,
+        )
         if self.rows_in != self.rows_kept + self.rows_rejected + self.rows_duplicate:
-            raise WarehouseError(f"{where}: rows_in {self.rows_in} != kept {self.rows_kept} + rejected "
-                                 f"{self.rows_rejected} + duplicate {self.rows_duplicate}")
+            raise WarehouseError(
+                f"{where}: rows_in {self.rows_in} != kept {self.rows_kept} + rejected "
+                f"{self.rows_rejected} + duplicate {self.rows_duplicate}"
+            )
         return self
 
 

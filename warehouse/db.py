@@ -3,6 +3,7 @@
 DuckDB lets one process hold a database file read-write *or* many processes hold it read-only, so
 connections are opened per operation and retried briefly while another process holds the file.
 """
+
 from __future__ import annotations
 
 import time

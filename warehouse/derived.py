@@ -3,6 +3,7 @@
 The listed shapes are replaced by the given tables (a subset of rows, possibly with extra columns);
 the other shapes are inherited. Every parent row that is gone must be explained in ``removals``.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -20,12 +21,12 @@ from warehouse.counts import CommitResult, RunCounts, StepCount
 from warehouse.db import connect_write, work_connection
 from warehouse.errors import WarehouseError, one_line
 from warehouse.lake import LakeObject, write_objects, write_quarantine
-from warehouse.schemacheck import schema_problems
-from warehouse.staging import staged_shards
 from warehouse.layout import Layout, check_name
 from warehouse.lock import writer_lock
 from warehouse.publish import REMOVAL_COLUMNS, Publication, publish
+from warehouse.schemacheck import schema_problems
 from warehouse.sql import lit_list, one
+from warehouse.staging import staged_shards
 
 RESERVED = ("dataset", "version_id")  # added by the public views
 
@@ -65,15 +66,22 @@ def _conform_removals(removals: pa.Table | None) -> pa.Table:
     missing = [c for c in ("record_id", "reason") if c not in removals.column_names]
     if missing:
         raise WarehouseError(f"removals table lacks columns {missing} (expected {REMOVAL_COLUMNS})")
-    cols = {c: (removals.column(c).cast(pa.string()) if c in removals.column_names
-                else pa.nulls(removals.num_rows, pa.string())) for c in REMOVAL_COLUMNS}
+    cols = {
+        c: (
+            removals.column(c).cast(pa.string())
+            if c in removals.column_names
+            else pa.nulls(removals.num_rows, pa.string())
+        )
+        for c in REMOVAL_COLUMNS
+    }
     if cols["reason"].null_count or cols["record_id"].null_count:
         raise WarehouseError("removals: every row needs a record_id and a reason")
     return pa.table(cols)
 
 
-def _unexplained(work, layout: Layout, parent: list[LakeObject], tables: dict[str, pa.Table],
-                 removals: pa.Table) -> list[str]:
+def _unexplained(
+    work, layout: Layout, parent: list[LakeObject], tables: dict[str, pa.Table], removals: pa.Table
+) -> list[str]:
     """Parent record_ids of the replaced shapes that are neither kept nor listed in removals."""
     files = [layout.abs(o.path) for o in parent if o.shape in tables]
     if not files:
@@ -82,16 +90,29 @@ def _unexplained(work, layout: Layout, parent: list[LakeObject], tables: dict[st
     work.register("_kept", kept)
     work.register("_removed", removals.select(["record_id"]))
     try:
-        return [r[0] for r in work.execute(f"SELECT record_id FROM read_parquet({lit_list(files)}) WHERE record_id NOT IN (SELECT record_id FROM _kept) "
-            "AND record_id NOT IN (SELECT record_id FROM _removed) LIMIT 5").fetchall()]
+        return [
+            r[0]
+            for r in work.execute(
+                f"SELECT record_id FROM read_parquet({lit_list(files)}) WHERE record_id NOT IN (SELECT record_id FROM _kept) "
+                "AND record_id NOT IN (SELECT record_id FROM _removed) LIMIT 5"
+            ).fetchall()
+        ]
     finally:
         work.unregister("_kept")
         work.unregister("_removed")
 
 
-def commit_derived(layout: Layout, run_id: str, dataset: str, parent_version: str,
-                   tables: dict[str, pa.Table], removals: pa.Table | None, counts: RunCounts,
-                   steps: list[StepCount] | None = None, extra: dict | None = None) -> CommitResult:
+def commit_derived(
+    layout: Layout,
+    run_id: str,
+    dataset: str,
+    parent_version: str,
+    tables: dict[str, pa.Table],
+    removals: pa.Table | None,
+    counts: RunCounts,
+    steps: list[StepCount] | None = None,
+    extra: dict | None = None,
+) -> CommitResult:
     check_name("dataset", dataset)
     counts.check(f"run {run_id}")
     steps = [s.check() for s in (steps or [])]
@@ -110,8 +131,10 @@ def commit_derived(layout: Layout, run_id: str, dataset: str, parent_version: st
             parent = versions.resolve(cat, dataset, parent_version)
             head = versions.latest(cat, dataset)
             if parent != head:
-                raise WarehouseError(f"parent version {parent[:12]} is no longer the latest of {dataset!r} "
-                                     f"({head[:12]}); rerun on the latest version")
+                raise WarehouseError(
+                    f"parent version {parent[:12]} is no longer the latest of {dataset!r} "
+                    f"({head[:12]}); rerun on the latest version"
+                )
             parent_objects = versions.objects(cat, parent)
             (policies,) = one(cat, "SELECT policies FROM meta.dataset_versions WHERE version_id = ?", [parent])
         _, quarantine_shards = staged_shards(layout, run_id)
@@ -120,21 +143,41 @@ def commit_derived(layout: Layout, run_id: str, dataset: str, parent_version: st
             with closing(work_connection(layout)) as work:
                 missing = _unexplained(work, layout, parent_objects, tables, removals)
                 if missing:
-                    raise WarehouseError(f"run {run_id}: parent rows disappear without a removal record "
-                                         f"(e.g. {', '.join(missing)}); list them in removals with a reason")
+                    raise WarehouseError(
+                        f"run {run_id}: parent rows disappear without a removal record "
+                        f"(e.g. {', '.join(missing)}); list them in removals with a reason"
+                    )
                 for shape, table in tables.items():
-                    new_objects += write_objects(table.to_batches(), table.schema, shape, layout,
-                                                 tag=f"{run_id}-{shape}")
+                    new_objects += write_objects(
+                        table.to_batches(), table.schema, shape, layout, tag=f"{run_id}-{shape}"
+                    )
                 quarantine = write_quarantine(work, quarantine_shards, layout, run_id)
         except duckdb.Error as e:
             raise WarehouseError(f"run {run_id}: {one_line(e)}") from None
         inherited = [o for o in parent_objects if o.shape not in tables]
-        pub = Publication(run_id=run_id, dataset=dataset, parent_version=parent, counts=counts, steps=steps,
-                          objects=inherited + new_objects, policies=orjson.loads(policies) if policies else [], extra=extra or {},
-                          removals=removals, quarantine=quarantine)
+        pub = Publication(
+            run_id=run_id,
+            dataset=dataset,
+            parent_version=parent,
+            counts=counts,
+            steps=steps,
+            objects=inherited + new_objects,
+            policies=orjson.loads(policies) if policies else [],
+            extra=extra or {},
+            removals=removals,
+            quarantine=quarantine,
+        )
         faults.reached(faults.OBJECTS_WRITTEN)
         status = publish(layout, pub)
     faults.reached(faults.COMMITTED)
     shutil.rmtree(layout.staging(run_id), ignore_errors=True)
-    return CommitResult(run_id, dataset, status, pub.version_id, parent, counts,
-                        {s: t.num_rows for s, t in tables.items()}, [o.path for o in new_objects])
+    return CommitResult(
+        run_id,
+        dataset,
+        status,
+        pub.version_id,
+        parent,
+        counts,
+        {s: t.num_rows for s, t in tables.items()},
+        [o.path for o in new_objects],
+    )

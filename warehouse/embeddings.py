@@ -6,14 +6,15 @@ store lacks, into a new part file (written as a dot-tmp file, then ``os.replace`
 half-written part and a crash leaves only an ignored tmp file). Concurrent writers may both add the same id;
 ``get`` takes the first, and the vectors are the same anyway.
 """
+
 from __future__ import annotations
 
 import os
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -32,8 +33,12 @@ def slug(name: str) -> str:
 
 
 def store_schema(dim: int) -> pa.Schema:
-    return pa.schema([pa.field("text_id", pa.string(), nullable=False),
-                      pa.field("vector", pa.list_(pa.float32(), dim), nullable=False)])
+    return pa.schema(
+        [
+            pa.field("text_id", pa.string(), nullable=False),
+            pa.field("vector", pa.list_(pa.float32(), dim), nullable=False),
+        ]
+    )
 
 
 class EmbeddingStore:
@@ -104,9 +109,13 @@ class EmbeddingStore:
         rows = np.flatnonzero(keep)
         if not len(rows):
             return 0
-        table = pa.table({"text_id": pa.array([ids[i] for i in rows], pa.string()),
-                          "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors[rows].ravel()), d)},
-                         schema=store_schema(d))
+        table = pa.table(
+            {
+                "text_id": pa.array([ids[i] for i in rows], pa.string()),
+                "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors[rows].ravel()), d),
+            },
+            schema=store_schema(d),
+        )
         target = self.dir(model, recipe)
         target.mkdir(parents=True, exist_ok=True)
         name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"

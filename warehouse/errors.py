@@ -1,4 +1,5 @@
 """The one error type the warehouse raises for bad input or refused operations."""
+
 from __future__ import annotations
 
 

@@ -5,6 +5,7 @@ ranks), ``sft`` (messages) and ``llamafactory`` (sharegpt DPO + KTO with ``datas
 Rankings/ratings can be turned into pairs on the way out (``include_converted``), using the named
 policies of ``schemas.conversions``; the card records which.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,13 @@ from warehouse.errors import WarehouseError
 from warehouse.formats import BUILDERS, CONVERSION_TARGET, NEEDS, Part
 
 # include_converted keys → source shape (the CLI says rankings/ratings; shape names work too).
-SOURCE_ALIASES = {"rankings": "listwise", "listwise": "listwise", "ratings": "ratings",
-                  "pairs": "pairwise", "pairwise": "pairwise"}
+SOURCE_ALIASES = {
+    "rankings": "listwise",
+    "listwise": "listwise",
+    "ratings": "ratings",
+    "pairs": "pairwise",
+    "pairwise": "pairwise",
+}
 
 
 @dataclass
@@ -38,8 +44,7 @@ def _keyed(table: pa.Table, shape: str, split_key: str) -> pa.Table:
     return table.select(SCHEMAS[shape].names).append_column("__key", pa.array(keys, pa.string()))
 
 
-def _convert(wh, dataset: str, vid: str, name: str, args, target: str | None, split_key: str,
-             fmt: str) -> pa.Table:
+def _convert(wh, dataset: str, vid: str, name: str, args, target: str | None, split_key: str, fmt: str) -> pa.Table:
     src = SOURCE_ALIASES.get(name)
     if src is None:
         raise WarehouseError(f"include_converted: unknown source {name!r}; use rankings or ratings")
@@ -60,8 +65,9 @@ def _convert(wh, dataset: str, vid: str, name: str, args, target: str | None, sp
     by_prompt: dict[str, str] = {}
     for pid, key in zip(source.column("prompt_id").to_pylist(), split.key_values(source, split_key)):
         if by_prompt.setdefault(pid, key) != key:
-            raise WarehouseError(f"split key {split_key!r} differs between rows of one prompt; "
-                                 f"it cannot be carried to converted {name}")
+            raise WarehouseError(
+                f"split key {split_key!r} differs between rows of one prompt; it cannot be carried to converted {name}"
+            )
     keys = [by_prompt[p] for p in out.column("prompt_id").to_pylist()]
     return out.select(SCHEMAS[target].names).append_column("__key", pa.array(keys, pa.string()))
 
@@ -103,8 +109,9 @@ def _plan(wh, dataset, fmt, version, split_key, include_converted, params) -> _P
     parts = [p for p in built if p.rows.num_rows]
     if not parts:
         raise WarehouseError(f"nothing to export: {dataset}@{vid[:12]} has no rows usable as {fmt}")
-    return _Plan(dataset, fmt, vid, parts, sum((p.excluded for p in built), Counter()), converted,
-                 {**params, "version": vid})
+    return _Plan(
+        dataset, fmt, vid, parts, sum((p.excluded for p in built), Counter()), converted, {**params, "version": vid}
+    )
 
 
 def _write(wh, plan: _Plan, out: Path) -> ExportResult:
@@ -132,9 +139,17 @@ def _write(wh, plan: _Plan, out: Path) -> ExportResult:
         paths.append(out / "dataset_info.json")
     history = wh.versions(plan.dataset)
     vrow = history.filter(pc.equal(history.column("version_id"), plan.version_id)).to_pylist()[0]
-    text = card.render(dataset=plan.dataset, fmt=plan.fmt, version={**vrow, "created_at": str(vrow["created_at"])},
-                       files=files, split_counts=split_counts, lineage=[part.lineage for part in plan.parts],
-                       excluded=dict(plan.excluded), converted=dict(plan.converted), params=p)
+    text = card.render(
+        dataset=plan.dataset,
+        fmt=plan.fmt,
+        version={**vrow, "created_at": str(vrow["created_at"])},
+        files=files,
+        split_counts=split_counts,
+        lineage=[part.lineage for part in plan.parts],
+        excluded=dict(plan.excluded),
+        converted=dict(plan.converted),
+        params=p,
+    )
     exportio.write_text(text, out / "README.md")
     paths.append(out / "README.md")
     totals = {s: sum(c[s] for c in split_counts.values()) for s in ("train", "test")}
@@ -142,9 +157,18 @@ def _write(wh, plan: _Plan, out: Path) -> ExportResult:
     return ExportResult(paths, counts, plan.version_id)
 
 
-def export(wh, dataset: str, fmt: str, out_dir, version: str | None = None, file_format: str = "jsonl",
-           test_fraction: float = 0.1, seed: int = 0, split_key: str = "prompt_id",
-           include_converted: dict | None = None) -> ExportResult:
+def export(
+    wh,
+    dataset: str,
+    fmt: str,
+    out_dir,
+    version: str | None = None,
+    file_format: str = "jsonl",
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    split_key: str = "prompt_id",
+    include_converted: dict | None = None,
+) -> ExportResult:
     if fmt not in BUILDERS:
         raise WarehouseError(f"unknown export format {fmt!r}; expected one of {', '.join(BUILDERS)}")
     if file_format not in exportio.FILE_FORMATS:
@@ -153,8 +177,14 @@ def export(wh, dataset: str, fmt: str, out_dir, version: str | None = None, file
         raise WarehouseError(f"test_fraction must be in [0, 1), got {test_fraction}")
     if include_converted is not None and not isinstance(include_converted, dict):
         raise WarehouseError("include_converted must be a dict such as {'rankings': {'policy': 'adjacent'}}")
-    params = {"format": fmt, "file_format": file_format, "test_fraction": float(test_fraction), "seed": int(seed),
-              "split_key": split_key, "include_converted": include_converted or {}}
+    params = {
+        "format": fmt,
+        "file_format": file_format,
+        "test_fraction": float(test_fraction),
+        "seed": int(seed),
+        "split_key": split_key,
+        "include_converted": include_converted or {},
+    }
     plan = _plan(wh, dataset, fmt, version, split_key, include_converted, params)
     out = Path(out_dir)
     try:

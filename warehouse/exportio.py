@@ -1,4 +1,5 @@
 """Export files: JSON Lines or Parquet, byte-identical for identical input, written atomically."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """Named points in the commit sequence. Production code only announces them; the crash tests
 replace ``reached`` to stop a commit exactly there (in-process or by killing the process)."""
+
 from __future__ import annotations
 
 OBJECTS_WRITTEN = "objects_written"  # lake objects and quarantine written, catalog untouched
@@ -7,5 +8,5 @@ IN_TRANSACTION = "in_transaction"  # every catalog change made, not yet committe
 COMMITTED = "committed"  # transaction committed, staging not yet removed
 
 
-def reached(point: str) -> None:  # noqa: ARG001 — a seam for tests
+def reached(point: str) -> None:
     return None

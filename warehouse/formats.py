@@ -3,6 +3,7 @@
 Input tables hold a shape's canonical columns plus ``__key`` (the split key). Each builder returns
 Parts: the trainer columns, plus per row the split key, a sort id and the lineage for the card.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -27,8 +28,14 @@ class Part:
 
 
 def part_from(name: str, src: pa.Table, rows: pa.Table, excluded: Counter | None = None) -> Part:
-    return Part(name, rows, src.column("__key").to_pylist(), src.column("record_id").to_pylist(),
-                src.select(LINEAGE_COLUMNS), excluded or Counter())
+    return Part(
+        name,
+        rows,
+        src.column("__key").to_pylist(),
+        src.column("record_id").to_pylist(),
+        src.select(LINEAGE_COLUMNS),
+        excluded or Counter(),
+    )
 
 
 def preferred_pairs(p: pa.Table) -> tuple[pa.Table, Counter]:
@@ -51,8 +58,14 @@ def trl_kto(sources: dict[str, pa.Table]) -> list[Part]:
 
 def listwise(sources: dict[str, pa.Table]) -> list[Part]:
     lw = sources["listwise"]
-    rows = pa.table({"prompt": lw.column("prompt"), "responses": lw.column("completions"),
-                     "scores": lw.column("scores"), "ranks": lw.column("ranks")})
+    rows = pa.table(
+        {
+            "prompt": lw.column("prompt"),
+            "responses": lw.column("completions"),
+            "scores": lw.column("scores"),
+            "ranks": lw.column("ranks"),
+        }
+    )
     return [part_from("listwise", lw, rows)]
 
 
@@ -107,6 +120,11 @@ def llamafactory(sources: dict[str, pa.Table]) -> list[Part]:
 
 BUILDERS = {"trl-dpo": trl_dpo, "trl-kto": trl_kto, "listwise": listwise, "sft": sft, "llamafactory": llamafactory}
 # Shapes each format reads, and the shape conversions feed (include_converted).
-NEEDS = {"trl-dpo": ("pairwise",), "trl-kto": ("binary",), "listwise": ("listwise",),
-         "sft": ("pairwise", "binary", "listwise"), "llamafactory": ("pairwise", "binary")}
+NEEDS = {
+    "trl-dpo": ("pairwise",),
+    "trl-kto": ("binary",),
+    "listwise": ("listwise",),
+    "sft": ("pairwise", "binary", "listwise"),
+    "llamafactory": ("pairwise", "binary"),
+}
 CONVERSION_TARGET = {"trl-dpo": "pairwise", "sft": "pairwise", "llamafactory": "pairwise", "trl-kto": "binary"}

@@ -3,6 +3,7 @@
 An object's name is the SHA-256 of its bytes, so identical content is one object, an object never
 changes after it is written, and a half-finished commit can only leave unreferenced files behind.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -100,8 +101,9 @@ class _ObjectSink:
             self.tmp.unlink(missing_ok=True)
 
 
-def write_objects(batches: Iterable[pa.RecordBatch], schema: pa.Schema, shape: str, layout: Layout,
-                  tag: str) -> list[LakeObject]:
+def write_objects(
+    batches: Iterable[pa.RecordBatch], schema: pa.Schema, shape: str, layout: Layout, tag: str
+) -> list[LakeObject]:
     """Write rows (in order) as content-addressed zstd Parquet objects of ``shape``."""
     sink = _ObjectSink(schema, shape, layout, tag)
     group: list[pa.Table] = []
@@ -125,8 +127,9 @@ def write_objects(batches: Iterable[pa.RecordBatch], schema: pa.Schema, shape: s
     return sink.objects
 
 
-def write_quarantine(con: duckdb.DuckDBPyConnection, shards: list[Path], layout: Layout,
-                     run_id: str) -> tuple[str, int] | None:
+def write_quarantine(
+    con: duckdb.DuckDBPyConnection, shards: list[Path], layout: Layout, run_id: str
+) -> tuple[str, int] | None:
     """Merge a run's quarantine shards into one lake file; (relative path, rows) or None if empty."""
     if not shards:
         return None
@@ -138,7 +141,8 @@ def write_quarantine(con: duckdb.DuckDBPyConnection, shards: list[Path], layout:
     out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / "quarantine.parquet"
     tmp = out_dir / ".quarantine.parquet.tmp"
-    con.execute(f"COPY (SELECT {cols} FROM read_parquet({lit_list(shards)})) TO {lit(tmp)} "
-                "(FORMAT parquet, COMPRESSION zstd)")
+    con.execute(
+        f"COPY (SELECT {cols} FROM read_parquet({lit_list(shards)})) TO {lit(tmp)} (FORMAT parquet, COMPRESSION zstd)"
+    )
     os.replace(tmp, final)
     return layout.rel(final), rows

@@ -1,4 +1,5 @@
 """Where everything lives under a warehouse root. Paths stored in the catalog are relative to it."""
+
 from __future__ import annotations
 
 import os
@@ -30,7 +31,7 @@ class Layout:
     root: Path
 
     @classmethod
-    def at(cls, root: str | os.PathLike) -> "Layout":
+    def at(cls, root: str | os.PathLike) -> Layout:
         return cls(Path(root).expanduser().resolve())
 
     @property

@@ -6,6 +6,7 @@ last message is the judged answer, plus a boolean ``label`` (registered as ``kto
 Rows LLaMA-Factory cannot represent (multi-message answers, non-alternating turns) are excluded
 and counted rather than silently reshaped.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -25,7 +26,9 @@ def _system_and_turns(prompt: list[dict]) -> tuple[str | None, list[dict]] | Non
     system = None
     if prompt and prompt[0]["role"] == "system":
         system, prompt = prompt[0]["content"], prompt[1:]
-    ok = len(prompt) % 2 == 1 and all(m["role"] == ("user" if i % 2 == 0 else "assistant") for i, m in enumerate(prompt))
+    ok = len(prompt) % 2 == 1 and all(
+        m["role"] == ("user" if i % 2 == 0 else "assistant") for i, m in enumerate(prompt)
+    )
     return (system, prompt) if ok else None
 
 
@@ -34,11 +37,17 @@ def _single_answer(completion: list[dict]) -> dict | None:
 
 
 def _part(name: str, kept_rows: list[dict], out_rows: list[dict], schema: pa.Schema, excluded: Counter) -> Part:
-    return Part(name, pa.Table.from_pylist(out_rows, schema=schema), [r["__key"] for r in kept_rows],
-                [r["record_id"] for r in kept_rows],
-                pa.Table.from_pylist([{c: r[c] for c in LINEAGE_COLUMNS} for r in kept_rows],
-                                     schema=pa.schema([(c, pa.string()) for c in LINEAGE_COLUMNS])),
-                +excluded)
+    return Part(
+        name,
+        pa.Table.from_pylist(out_rows, schema=schema),
+        [r["__key"] for r in kept_rows],
+        [r["record_id"] for r in kept_rows],
+        pa.Table.from_pylist(
+            [{c: r[c] for c in LINEAGE_COLUMNS} for r in kept_rows],
+            schema=pa.schema([(c, pa.string()) for c in LINEAGE_COLUMNS]),
+        ),
+        +excluded,
+    )
 
 
 def dpo_part(pairs: pa.Table) -> Part:
@@ -52,11 +61,17 @@ def dpo_part(pairs: pa.Table) -> Part:
             continue
         system, turns = parsed
         kept.append(r)
-        out.append({"conversations": [{"from": SHAREGPT_ROLE[m["role"]], "value": m["content"]} for m in turns],
-                    "chosen": {"from": "gpt", "value": chosen["content"]},
-                    "rejected": {"from": "gpt", "value": rejected["content"]},
-                    "system": system or ""})
-    schema = pa.schema([("conversations", pa.list_(TURN)), ("chosen", TURN), ("rejected", TURN), ("system", pa.string())])
+        out.append(
+            {
+                "conversations": [{"from": SHAREGPT_ROLE[m["role"]], "value": m["content"]} for m in turns],
+                "chosen": {"from": "gpt", "value": chosen["content"]},
+                "rejected": {"from": "gpt", "value": rejected["content"]},
+                "system": system or "",
+            }
+        )
+    schema = pa.schema(
+        [("conversations", pa.list_(TURN)), ("chosen", TURN), ("rejected", TURN), ("system", pa.string())]
+    )
     part = _part("dpo", kept, out, schema, excluded)
     if not any(o["system"] for o in out):  # no system prompts at all: leave the column out
         part.rows = part.rows.drop_columns(["system"])
@@ -89,8 +104,16 @@ def dataset_info(dataset: str, files: dict[tuple[str, str], str], columns: dict[
                 cols["system"] = "system"
             info[name] = {"file_name": file_name, "formatting": "sharegpt", "ranking": True, "columns": cols}
         else:
-            info[name] = {"file_name": file_name, "formatting": "sharegpt",
-                          "columns": {"messages": "messages", "kto_tag": "label"},
-                          "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
-                                   "assistant_tag": "assistant", "system_tag": "system"}}
+            info[name] = {
+                "file_name": file_name,
+                "formatting": "sharegpt",
+                "columns": {"messages": "messages", "kto_tag": "label"},
+                "tags": {
+                    "role_tag": "role",
+                    "content_tag": "content",
+                    "user_tag": "user",
+                    "assistant_tag": "assistant",
+                    "system_tag": "system",
+                },
+            }
     return info

@@ -1,4 +1,5 @@
 """One writer at a time: an fcntl lock file under the root (released by the OS if the process dies)."""
+
 from __future__ import annotations
 
 import fcntl

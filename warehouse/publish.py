@@ -3,6 +3,7 @@
 Everything a commit changes in the catalog happens between BEGIN and COMMIT here. Lake objects are
 written before it; if the process dies first they are orphans that no version references.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -18,8 +19,8 @@ from warehouse.db import connect_write
 from warehouse.errors import WarehouseError, one_line
 from warehouse.lake import LakeObject
 from warehouse.layout import Layout
-from warehouse.views import recreate_views
 from warehouse.sql import one
+from warehouse.views import recreate_views
 
 DUPLICATE_COLUMNS = ["run_id", "record_id", "source_file", "source_row", "duplicate_of_version", "shape"]
 REMOVAL_COLUMNS = ["record_id", "step", "reason", "duplicate_of", "detail"]
@@ -60,10 +61,21 @@ def _insert_version(con: duckdb.DuckDBPyConnection, pub: Publication, vid: str) 
         f"INSERT INTO meta.dataset_versions (version_id, dataset, parent_version, run_id, created_at, "
         f"{', '.join('rows_' + s for s in SHAPES)}, policies, extra) VALUES (?, ?, ?, ?, ?, "
         f"{', '.join('?' for _ in SHAPES)}, ?, ?)",
-        [vid, pub.dataset, pub.parent_version, pub.run_id, runs.utcnow(), *per_shape.values(),
-         runs.to_json(pub.policies or []), runs.to_json(pub.extra or {})])
-    con.executemany("INSERT INTO meta.version_files VALUES (?, ?, ?, ?, ?)",
-                    [[vid, o.shape, o.path, o.rows, i] for i, o in enumerate(pub.objects)])
+        [
+            vid,
+            pub.dataset,
+            pub.parent_version,
+            pub.run_id,
+            runs.utcnow(),
+            *per_shape.values(),
+            runs.to_json(pub.policies or []),
+            runs.to_json(pub.extra or {}),
+        ],
+    )
+    con.executemany(
+        "INSERT INTO meta.version_files VALUES (?, ?, ?, ?, ?)",
+        [[vid, o.shape, o.path, o.rows, i] for i, o in enumerate(pub.objects)],
+    )
 
 
 def _insert_lineage(con: duckdb.DuckDBPyConnection, pub: Publication, vid: str | None) -> None:
@@ -73,13 +85,16 @@ def _insert_lineage(con: duckdb.DuckDBPyConnection, pub: Publication, vid: str |
         con.unregister("_dups")
     if pub.removals is not None and pub.removals.num_rows:
         con.register("_removals", pub.removals.select(REMOVAL_COLUMNS))
-        con.execute("INSERT INTO meta.removals SELECT ?, ?, ?, record_id, step, reason, duplicate_of, detail "
-                    "FROM _removals", [pub.run_id, pub.dataset, vid or pub.parent_version])
+        con.execute(
+            "INSERT INTO meta.removals SELECT ?, ?, ?, record_id, step, reason, duplicate_of, detail FROM _removals",
+            [pub.run_id, pub.dataset, vid or pub.parent_version],
+        )
         con.unregister("_removals")
     if pub.quarantine is not None:
         path, rows = pub.quarantine
-        con.execute("INSERT OR REPLACE INTO meta.quarantine_files VALUES (?, ?, ?, ?)",
-                    [pub.run_id, pub.dataset, path, rows])
+        con.execute(
+            "INSERT OR REPLACE INTO meta.quarantine_files VALUES (?, ?, ?, ?)", [pub.run_id, pub.dataset, path, rows]
+        )
 
 
 def publish(layout: Layout, pub: Publication) -> str:
@@ -94,16 +109,30 @@ def publish(layout: Layout, pub: Publication) -> str:
         if vid:
             _insert_version(con, pub, vid)
             now = runs.utcnow()
-            con.execute("INSERT INTO meta.datasets VALUES (?, ?, ?, ?) ON CONFLICT (dataset) DO UPDATE "
-                        "SET latest_version = EXCLUDED.latest_version, updated_at = EXCLUDED.updated_at",
-                        [pub.dataset, now, now, vid])
+            con.execute(
+                "INSERT INTO meta.datasets VALUES (?, ?, ?, ?) ON CONFLICT (dataset) DO UPDATE "
+                "SET latest_version = EXCLUDED.latest_version, updated_at = EXCLUDED.updated_at",
+                [pub.dataset, now, now, vid],
+            )
         _insert_lineage(con, pub, vid)
         runs.record_steps(con, pub.run_id, pub.steps)
-        con.execute("UPDATE meta.runs SET status = ?, finished_at = ?, records_read = ?, rows_read = ?, rows_kept = ?, "
-                    "rows_rejected = ?, rows_duplicate = ?, version_id = ?, parent_version = ?, error = NULL "
-                    "WHERE run_id = ?",
-                    [status, runs.utcnow(), c.records_read, c.rows_read, c.rows_kept, c.rows_rejected,
-                     c.rows_duplicate, vid, pub.parent_version, pub.run_id])
+        con.execute(
+            "UPDATE meta.runs SET status = ?, finished_at = ?, records_read = ?, rows_read = ?, rows_kept = ?, "
+            "rows_rejected = ?, rows_duplicate = ?, version_id = ?, parent_version = ?, error = NULL "
+            "WHERE run_id = ?",
+            [
+                status,
+                runs.utcnow(),
+                c.records_read,
+                c.rows_read,
+                c.rows_kept,
+                c.rows_rejected,
+                c.rows_duplicate,
+                vid,
+                pub.parent_version,
+                pub.run_id,
+            ],
+        )
         recreate_views(con, layout)
         faults.reached(faults.IN_TRANSACTION)
         con.execute("COMMIT")

@@ -3,6 +3,7 @@
 Three layers: DuckDB's own parser classifies each statement; the catalog is opened read_only; and
 the connection may only touch files under the lake, with its settings locked.
 """
+
 from __future__ import annotations
 
 import re

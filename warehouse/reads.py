@@ -1,4 +1,5 @@
 """Reading versions back: rows of one shape, and listings of datasets, versions and runs."""
+
 from __future__ import annotations
 
 import duckdb

@@ -1,9 +1,10 @@
 """Run records: begin, fail, steps and metrics (SQL over ``meta.runs`` / ``meta.run_steps``)."""
+
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import duckdb
 import orjson
@@ -17,7 +18,7 @@ RUNNING, COMMITTED, FAILED, NO_CHANGE = "running", "committed", "failed", "no_ch
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def to_json(value) -> str:
@@ -46,14 +47,20 @@ def begin(con: duckdb.DuckDBPyConnection, kind: str, dataset: str, params: dict)
     check_name("run kind", kind)
     check_name("dataset", dataset)
     run_id = new_run_id(kind)
-    con.execute("INSERT INTO meta.runs (run_id, kind, dataset, status, started_at, params, metrics) "
-                "VALUES (?, ?, ?, ?, ?, ?, '{}')", [run_id, kind, dataset, RUNNING, utcnow(), to_json(params or {})])
+    con.execute(
+        "INSERT INTO meta.runs (run_id, kind, dataset, status, started_at, params, metrics) "
+        "VALUES (?, ?, ?, ?, ?, ?, '{}')",
+        [run_id, kind, dataset, RUNNING, utcnow(), to_json(params or {})],
+    )
     return run_id
 
 
 def get(con: duckdb.DuckDBPyConnection, run_id: str) -> RunRow:
-    row = one(con, "SELECT run_id, kind, dataset, status, version_id, parent_version FROM meta.runs "
-                   "WHERE run_id = ?", [run_id])
+    row = one(
+        con,
+        "SELECT run_id, kind, dataset, status, version_id, parent_version FROM meta.runs WHERE run_id = ?",
+        [run_id],
+    )
     if row is None:
         raise WarehouseError(f"unknown run {run_id!r} (start one with begin_run)")
     return RunRow(*row)
@@ -71,10 +78,12 @@ def record_steps(con: duckdb.DuckDBPyConnection, run_id: str, steps: list[StepCo
     (start,) = one(con, "SELECT coalesce(max(position) + 1, 0) FROM meta.run_steps WHERE run_id = ?", [run_id])
     for i, s in enumerate(steps):
         s.check()
-        con.execute("INSERT INTO meta.run_steps VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, step) DO UPDATE "
-                    "SET rows_in = EXCLUDED.rows_in, rows_kept = EXCLUDED.rows_kept, "
-                    "rows_rejected = EXCLUDED.rows_rejected, rows_duplicate = EXCLUDED.rows_duplicate",
-                    [run_id, start + i, s.step, s.rows_in, s.rows_kept, s.rows_rejected, s.rows_duplicate])
+        con.execute(
+            "INSERT INTO meta.run_steps VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, step) DO UPDATE "
+            "SET rows_in = EXCLUDED.rows_in, rows_kept = EXCLUDED.rows_kept, "
+            "rows_rejected = EXCLUDED.rows_rejected, rows_duplicate = EXCLUDED.rows_duplicate",
+            [run_id, start + i, s.step, s.rows_in, s.rows_kept, s.rows_rejected, s.rows_duplicate],
+        )
 
 
 def merge_metrics(con: duckdb.DuckDBPyConnection, run_id: str, metrics: dict) -> None:
@@ -88,15 +97,19 @@ def merge_metrics(con: duckdb.DuckDBPyConnection, run_id: str, metrics: dict) ->
 
 def mark_failed(con: duckdb.DuckDBPyConnection, run_id: str, error: str) -> bool:
     """Only a running run can fail: a committed run's record is history and stays as it is."""
-    changed = con.execute("UPDATE meta.runs SET status = ?, finished_at = ?, error = ? "
-                          "WHERE run_id = ? AND status = ? RETURNING run_id",
-                          [FAILED, utcnow(), str(error)[:8000], run_id, RUNNING]).fetchall()
+    changed = con.execute(
+        "UPDATE meta.runs SET status = ?, finished_at = ?, error = ? WHERE run_id = ? AND status = ? RETURNING run_id",
+        [FAILED, utcnow(), str(error)[:8000], run_id, RUNNING],
+    ).fetchall()
     return bool(changed)
 
 
 def mark_done(con: duckdb.DuckDBPyConnection, run_id: str, rows_read: int) -> bool:
     """A run that publishes no dataset version (e.g. training a model) ends as 'done'; all it read was used."""
-    changed = con.execute("UPDATE meta.runs SET status = 'done', finished_at = ?, records_read = ?, rows_read = ?, "
-                          "rows_kept = ?, rows_rejected = 0, rows_duplicate = 0 WHERE run_id = ? AND status = ? "
-                          "RETURNING run_id", [utcnow(), rows_read, rows_read, rows_read, run_id, RUNNING]).fetchall()
+    changed = con.execute(
+        "UPDATE meta.runs SET status = 'done', finished_at = ?, records_read = ?, rows_read = ?, "
+        "rows_kept = ?, rows_rejected = 0, rows_duplicate = 0 WHERE run_id = ? AND status = ? "
+        "RETURNING run_id",
+        [utcnow(), rows_read, rows_read, rows_read, run_id, RUNNING],
+    ).fetchall()
     return bool(changed)

@@ -1,4 +1,5 @@
 """Does a table's Arrow schema match a canonical shape? (Staged shards and derived tables are checked.)"""
+
 from __future__ import annotations
 
 import pyarrow as pa

@@ -1,4 +1,5 @@
 """SQL text helpers for the few places where values must be literals (table function arguments, DDL)."""
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """The staging area pipelines write into: ``staging/<run_id>/<shape>/*.parquet`` and ``.../quarantine/``."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,7 +17,7 @@ def check_shards(paths: list[Path], expected: pa.Schema, what: str) -> None:
     for p in paths:
         try:
             schema = pq.read_schema(p)
-        except Exception as e:  # noqa: BLE001 — any unreadable shard is bad input
+        except Exception as e:
             raise WarehouseError(f"staged {what} shard {p} is not readable Parquet: {one_line(e)}") from None
         problems = schema_problems(schema, expected, allow_extra=False)
         if problems:

@@ -1,4 +1,5 @@
 """Looking up datasets and versions in the catalog."""
+
 from __future__ import annotations
 
 from pathlib import PurePosixPath
@@ -38,11 +39,18 @@ def resolve(con: duckdb.DuckDBPyConnection, dataset: str, version: str | None) -
     if not isinstance(version, str) or not version.strip():
         raise WarehouseError("version must be a non-empty id or prefix")
     version = version.strip()
-    matches = [r[0] for r in con.execute(
-        "SELECT version_id FROM meta.dataset_versions WHERE dataset = ? AND starts_with(version_id, ?) "
-        "ORDER BY created_at", [dataset, version]).fetchall()]
+    matches = [
+        r[0]
+        for r in con.execute(
+            "SELECT version_id FROM meta.dataset_versions WHERE dataset = ? AND starts_with(version_id, ?) "
+            "ORDER BY created_at",
+            [dataset, version],
+        ).fetchall()
+    ]
     if not matches:
         raise WarehouseError(f"dataset {dataset!r} has no version {version!r}")
     if len(matches) > 1 and version not in matches:
-        raise WarehouseError(f"version prefix {version!r} is ambiguous in {dataset!r}: {', '.join(m[:12] for m in matches)}")
+        raise WarehouseError(
+            f"version prefix {version!r} is ambiguous in {dataset!r}: {', '.join(m[:12] for m in matches)}"
+        )
     return version if version in matches else matches[0]

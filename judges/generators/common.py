@@ -11,13 +11,15 @@ Conventions every generator follows:
   reason's prefix where it is ambiguous;
 - a malformed model output degrades one item (a counted drop), never the batch.
 """
+
 from __future__ import annotations
 
 import hashlib
 import random
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 GENERATOR_VERSION = "1"
 
@@ -47,8 +49,9 @@ def as_messages(prompt: Any) -> list[dict]:
         return [{"role": "user", "content": prompt}]
     if isinstance(prompt, dict) and "content" in prompt:
         return [{"role": prompt.get("role", "user"), "content": prompt["content"]}]
-    if isinstance(prompt, (list, tuple)) and all(isinstance(m, dict) and "role" in m and "content" in m
-                                                 for m in prompt):
+    if isinstance(prompt, (list, tuple)) and all(
+        isinstance(m, dict) and "role" in m and "content" in m for m in prompt
+    ):
         return [{"role": m["role"], "content": m["content"]} for m in prompt]
     raise GeneratorError(f"a prompt must be text or a list of {{role, content}} messages, got {type(prompt).__name__}")
 
@@ -79,13 +82,23 @@ def same_model(a: Any, b: Any) -> bool:
     return a is b or (a is not None and b is not None and model_name(a) == model_name(b))
 
 
-def provenance(method: str, *, round: int | None = None, models: dict[str, Any] | None = None,
-               template_ids: dict[str, str] | None = None, sampling: dict[str, Any] | None = None,
-               **extra: Any) -> dict:
+def provenance(
+    method: str,
+    *,
+    round: int | None = None,
+    models: dict[str, Any] | None = None,
+    template_ids: dict[str, str] | None = None,
+    sampling: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict:
     """The ``meta.provenance`` block every generated row carries (what made it, with which prompts)."""
-    prov = {"method": method, "generator_version": GENERATOR_VERSION,
-            "models": {k: (v if isinstance(v, str) or v is None else model_name(v)) for k, v in (models or {}).items()},
-            "template_ids": dict(template_ids or {}), "sampling": dict(sampling or {})}
+    prov = {
+        "method": method,
+        "generator_version": GENERATOR_VERSION,
+        "models": {k: (v if isinstance(v, str) or v is None else model_name(v)) for k, v in (models or {}).items()},
+        "template_ids": dict(template_ids or {}),
+        "sampling": dict(sampling or {}),
+    }
     if round is not None:
         prov["round"] = round
     prov.update(extra)
@@ -143,7 +156,9 @@ class CostMeter:
                 total[k] += delta[k]
         tokens = total["prompt_tokens"] + total["completion_tokens"]
         return {
-            "engines": per_engine, "total": total, "kept": kept,
+            "engines": per_engine,
+            "total": total,
+            "kept": kept,
             "tokens_per_kept": tokens / kept if kept else None,
             "busy_seconds_per_kept": total["busy_seconds"] / kept if kept else None,
         }

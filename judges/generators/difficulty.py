@@ -12,10 +12,12 @@ c > 0 is easy to flip, large c is hard. Columns (all from the paper's formulas, 
 
 Left out: the idealised ranking accuracy needs the rater share α, which synthetic pairs lack.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -36,8 +38,13 @@ def difficulty_columns(logp_w: Any, logp_l: Any, n_w: Any, n_l: Any, beta: float
     c = ll - lw
     with np.errstate(divide="ignore", invalid="ignore"):
         c_norm = np.where((nw > 0) & (nl > 0), ll / nl - lw / nw, np.nan)
-    return {"ref_logratio": c, "ref_logratio_norm": c_norm, "ref_correct": c <= 0,
-            "ref_correct_norm": c_norm <= 0, "flip_loss_threshold": softplus(-beta * c)}
+    return {
+        "ref_logratio": c,
+        "ref_logratio_norm": c_norm,
+        "ref_correct": c <= 0,
+        "ref_correct_norm": c_norm <= 0,
+        "flip_loss_threshold": softplus(-beta * c),
+    }
 
 
 @dataclass
@@ -81,10 +88,15 @@ def run_difficulty(reference: Any, pairs: Sequence[dict], config: DifficultyConf
             extra["ref_correct_norm"] = None
         res.pairs.append({**row, **extra, "ref_model": ref, "difficulty_beta": cfg.beta})
     n = len(res.pairs)
-    res.stats = {"method": METHOD, "beta": cfg.beta, "ref_model": ref, "rows": n,
-                 "ref_correct_share": float(np.mean(cols["ref_correct"])) if n else None,
-                 "median_ref_logratio": float(np.median(cols["ref_logratio"])) if n else None,
-                 "cost": meter.finish(n)}
+    res.stats = {
+        "method": METHOD,
+        "beta": cfg.beta,
+        "ref_model": ref,
+        "rows": n,
+        "ref_correct_share": float(np.mean(cols["ref_correct"])) if n else None,
+        "median_ref_logratio": float(np.median(cols["ref_logratio"])) if n else None,
+        "cost": meter.finish(n),
+    }
     return res
 
 

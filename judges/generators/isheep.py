@@ -19,22 +19,31 @@ instruction (authors: 1) so a prompt can yield a (kept ≻ rejected) pair; a new
 instruction and input (the authors concatenate them with nothing between); the "do you …?" and
 "none" rules read as a literal question / a whole word.
 """
+
 from __future__ import annotations
 
 import math
 import random
 import re
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import orjson
 
 from judges import parsing
 from judges.generators import calls
-from judges.generators.common import (CostMeter, GeneratorError, GeneratorResult, model_name, provenance,
-                                      same_model, template_id)
+from judges.generators.common import (
+    CostMeter,
+    GeneratorError,
+    GeneratorResult,
+    model_name,
+    provenance,
+    same_model,
+    template_id,
+)
 from judges.generators.rouge import RougeIndex
 from schemas import records
 
@@ -83,8 +92,11 @@ def load_seeds(source: str | Path | Iterable[dict | SeedTask] = DEFAULT_SEEDS) -
             rejects[reason] += 1
             continue
         inst = obj["instances"][0]
-        seeds.append(SeedTask(obj["instruction"].strip(), str(inst.get("input") or "").strip(),
-                              str(inst.get("output") or "").strip()))
+        seeds.append(
+            SeedTask(
+                obj["instruction"].strip(), str(inst.get("input") or "").strip(), str(inst.get("output") or "").strip()
+            )
+        )
     return seeds, rejects
 
 
@@ -117,16 +129,20 @@ GEN_HEADER = (
     "otherwise write <noinput> as the input.\n\n"
     "List of tasks:\n"
 )
-QUALITY_PROMPT = ("Below are an instruction and a response to it.\nInstruction: {instruction}\nResponse: {output}\n"
-                  "Rate the response's quality from 1 to 10. A 1 is a response that is wrong, rambling, unclear or "
-                  "repetitive; a 10 is correct, to the point, clear and free of repetition. Be a demanding grader. "
-                  "Answer in the form '<score>||<explanation>'.\nScore: ")
-FOLLOWING_PROMPT = ("Below are an instruction and a response to it.\nInstruction: {instruction}\nResponse: {output}\n"
-                    "Rate from 1 to 10 how well the response follows the instruction. A 1 is a response that merely "
-                    "continues the instruction text, ignores the format it asks for, or answers an unclear "
-                    "instruction; a 10 answers the instruction directly, in the requested format, and the "
-                    "instruction itself is clear. Be a demanding grader. "
-                    "Answer in the form '<score>||<explanation>'.\nScore: ")
+QUALITY_PROMPT = (
+    "Below are an instruction and a response to it.\nInstruction: {instruction}\nResponse: {output}\n"
+    "Rate the response's quality from 1 to 10. A 1 is a response that is wrong, rambling, unclear or "
+    "repetitive; a 10 is correct, to the point, clear and free of repetition. Be a demanding grader. "
+    "Answer in the form '<score>||<explanation>'.\nScore: "
+)
+FOLLOWING_PROMPT = (
+    "Below are an instruction and a response to it.\nInstruction: {instruction}\nResponse: {output}\n"
+    "Rate from 1 to 10 how well the response follows the instruction. A 1 is a response that merely "
+    "continues the instruction text, ignores the format it asks for, or answers an unclear "
+    "instruction; a 10 answers the instruction directly, in the requested format, and the "
+    "instruction itself is clear. Be a demanding grader. "
+    "Answer in the form '<score>||<explanation>'.\nScore: "
+)
 GEN_TEMPLATE_ID = template_id("isheep_generate", GEN_HEADER)
 QUALITY_TEMPLATE_ID = template_id("isheep_quality", QUALITY_PROMPT)
 FOLLOWING_TEMPLATE_ID = template_id("isheep_following", FOLLOWING_PROMPT)
@@ -171,8 +187,26 @@ def parse_generated(text: str, first_index: int, drop_last_chunk: bool = True) -
 # ---------------------------------------------------------------------------------------------
 # Rule filters
 
-BLACKLIST = ("image", "images", "graph", "graphs", "picture", "pictures", "file", "files", "map", "maps",
-             "draw", "plot", "go to", "video", "audio", "music", "flowchart", "diagram")
+BLACKLIST = (
+    "image",
+    "images",
+    "graph",
+    "graphs",
+    "picture",
+    "pictures",
+    "file",
+    "files",
+    "map",
+    "maps",
+    "draw",
+    "plot",
+    "go to",
+    "video",
+    "audio",
+    "music",
+    "flowchart",
+    "diagram",
+)
 _BLACKLIST_RE = re.compile(r"\b(" + "|".join(re.escape(w) for w in BLACKLIST) + r")\b", re.IGNORECASE)
 _LEFTOVER = re.compile(r"(Instruction|Input|Output)\s*:")
 _URL = re.compile(r"https?:")
@@ -221,8 +255,9 @@ def clean_output(output: str) -> str:
     return _ANSWER_PREFIX.sub("", output or "").strip()
 
 
-def output_problem(instruction: str, inp: str, output: str, *, reject_cjk: bool = True,
-                   skip: Iterable[str] = ()) -> str | None:
+def output_problem(
+    instruction: str, inp: str, output: str, *, reject_cjk: bool = True, skip: Iterable[str] = ()
+) -> str | None:
     """The first response rule broken (authors' step 2.1; ``skip`` disables rules by name), or None."""
     skip = set(skip)
     if not output.strip():
@@ -278,9 +313,16 @@ class ISheepConfig:
     seed: int = 0
 
 
-def run_isheep(generator: Any, seeds: Sequence[SeedTask | dict] | str | Path | None = None,
-               config: ISheepConfig | None = None, *, base: Any = None, judge_mode: str = "current",
-               iteration: int = 0, previous_instructions: Sequence[str] = ()) -> GeneratorResult:
+def run_isheep(
+    generator: Any,
+    seeds: Sequence[SeedTask | dict] | str | Path | None = None,
+    config: ISheepConfig | None = None,
+    *,
+    base: Any = None,
+    judge_mode: str = "current",
+    iteration: int = 0,
+    previous_instructions: Sequence[str] = (),
+) -> GeneratorResult:
     """One I-SHEEP iteration.
 
     generator: the current model's engine (writes instructions and responses).
@@ -309,25 +351,45 @@ def run_isheep(generator: Any, seeds: Sequence[SeedTask | dict] | str | Path | N
     judge_is_base = judge_mode == "base" or (iteration == 0 and (base is None or same_model(generator, base)))
     meter = CostMeter({"generator": generator, "judge": judge})
     prov = provenance(
-        METHOD, round=iteration, models={"generator": generator, "judge": judge}, judge_mode=judge_mode,
+        METHOD,
+        round=iteration,
+        models={"generator": generator, "judge": judge},
+        judge_mode=judge_mode,
         template_ids={"generate": GEN_TEMPLATE_ID, "quality": QUALITY_TEMPLATE_ID, "following": FOLLOWING_TEMPLATE_ID},
-        sampling={"temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens,
-                  "judge_temperature": cfg.judge_temperature, "seed": cfg.seed})
+        sampling={
+            "temperature": cfg.temperature,
+            "top_p": cfg.top_p,
+            "max_tokens": cfg.max_tokens,
+            "judge_temperature": cfg.judge_temperature,
+            "seed": cfg.seed,
+        },
+    )
 
     instructions = _generate_instructions(generator, seeds, cfg, iteration, previous_instructions, res)
     responses = _generate_responses(generator, instructions, cfg, iteration, res)
     scored = _assess(judge, responses, cfg, judge_is_base, res)
     _emit(scored, cfg, prov, iteration, res)
-    res.stats = {"method": METHOD, "iteration": iteration, "judge_mode": judge_mode,
-                 "generator_model": model_name(generator), "judge_model": model_name(judge),
-                 "config": asdict(cfg), "seeds": len(seeds), "instructions": len(instructions),
-                 "responses": len(responses), "scored": len(scored), "kept": len(res.sft),
-                 "pairs": len(res.pairs), "cost": meter.finish(len(res.sft))}
+    res.stats = {
+        "method": METHOD,
+        "iteration": iteration,
+        "judge_mode": judge_mode,
+        "generator_model": model_name(generator),
+        "judge_model": model_name(judge),
+        "config": asdict(cfg),
+        "seeds": len(seeds),
+        "instructions": len(instructions),
+        "responses": len(responses),
+        "scored": len(scored),
+        "kept": len(res.sft),
+        "pairs": len(res.pairs),
+        "cost": meter.finish(len(res.sft)),
+    }
     return res
 
 
-def _generate_instructions(engine, seeds, cfg: ISheepConfig, iteration: int, previous: Sequence[str],
-                           res: GeneratorResult) -> list[tuple[str, str]]:
+def _generate_instructions(
+    engine, seeds, cfg: ISheepConfig, iteration: int, previous: Sequence[str], res: GeneratorResult
+) -> list[tuple[str, str]]:
     index = RougeIndex([s.instruction for s in seeds])
     for p in previous:
         index.add(p)
@@ -343,8 +405,9 @@ def _generate_instructions(engine, seeds, cfg: ISheepConfig, iteration: int, pre
         if len(accepted) >= cfg.num_instructions:
             break
         prompts = [render_generation_prompt(rng.sample(seeds, k)) for _ in range(cfg.batch_size)]
-        outs = calls.generate(engine, prompts, n=1, seed=cfg.seed + 1000 * iteration + b,
-                              template_id=GEN_TEMPLATE_ID, **sampling)
+        outs = calls.generate(
+            engine, prompts, n=1, seed=cfg.seed + 1000 * iteration + b, template_id=GEN_TEMPLATE_ID, **sampling
+        )
         for out in outs:
             if not out.ok:
                 drop[f"generation_{out.reason or 'failed'}"] += 1
@@ -378,12 +441,21 @@ def _generate_responses(engine, instructions, cfg: ISheepConfig, iteration: int,
     mode = cfg.response_format if cfg.response_format != "auto" else ("completion" if iteration == 0 else "chat")
     n = cfg.responses_per_instruction
     if mode == "chat":
-        prompts: list[Any] = [[{"role": "system", "content": RESPONSE_SYSTEM},
-                               {"role": "user", "content": user_text(i, x)}] for i, x in instructions]
+        prompts: list[Any] = [
+            [{"role": "system", "content": RESPONSE_SYSTEM}, {"role": "user", "content": user_text(i, x)}]
+            for i, x in instructions
+        ]
     else:
         prompts = [user_text(i, x) + "\n" for i, x in instructions]
-    outs = calls.generate(engine, prompts, n=n, seed=cfg.seed + 7919 * (iteration + 1), temperature=cfg.temperature,
-                          top_p=cfg.top_p, max_tokens=cfg.max_tokens)
+    outs = calls.generate(
+        engine,
+        prompts,
+        n=n,
+        seed=cfg.seed + 7919 * (iteration + 1),
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        max_tokens=cfg.max_tokens,
+    )
     items = []
     for (inst, inp), out in zip(instructions, outs):
         if not out.ok:
@@ -402,12 +474,12 @@ def _generate_responses(engine, instructions, cfg: ISheepConfig, iteration: int,
 
 
 def _score(judge, items: list[dict], prompt: str, tid: str, fmt: str, cfg: ISheepConfig) -> list[tuple]:
-    texts = [prompt.format(instruction=user_text(it["instruction"], it["input"]), output=it["output"])
-             for it in items]
+    texts = [prompt.format(instruction=user_text(it["instruction"], it["input"]), output=it["output"]) for it in items]
     sampling = {"temperature": cfg.judge_temperature, "max_tokens": cfg.judge_max_tokens}
     if fmt == "chat":
-        outs = calls.chat(judge, [[{"role": "user", "content": t}] for t in texts], seed=cfg.seed,
-                          template_id=tid, **sampling)
+        outs = calls.chat(
+            judge, [[{"role": "user", "content": t}] for t in texts], seed=cfg.seed, template_id=tid, **sampling
+        )
     else:
         outs = calls.complete(judge, texts, seed=cfg.seed, template_id=tid, **sampling)
     return [parse_score(o.value, o.finish_reason) if o.ok else (None, f"judge_{o.reason or 'failed'}") for o in outs]
@@ -452,21 +524,47 @@ def _emit(scored: list[dict], cfg: ISheepConfig, prov: dict, iteration: int, res
     for (inst, inp), grp in by_prompt.items():
         prompt = [{"role": "user", "content": user_text(inst, inp)}]
         for it in grp["kept"]:
-            meta = {"provenance": prov, "iteration": iteration, "instruction": inst, "input": inp,
-                    "quality_score": it["quality_score"], "following_score": it["following_score"]}
-            res.sft.append(records.binary(prompt, [{"role": "assistant", "content": it["output"]}], label=True,
-                                          score=min(it["quality_score"], it["following_score"]), origin="synthetic",
-                                          annotator_id=prov["models"]["judge"], policy="isheep:sft", meta=meta))
+            meta = {
+                "provenance": prov,
+                "iteration": iteration,
+                "instruction": inst,
+                "input": inp,
+                "quality_score": it["quality_score"],
+                "following_score": it["following_score"],
+            }
+            res.sft.append(
+                records.binary(
+                    prompt,
+                    [{"role": "assistant", "content": it["output"]}],
+                    label=True,
+                    score=min(it["quality_score"], it["following_score"]),
+                    origin="synthetic",
+                    annotator_id=prov["models"]["judge"],
+                    policy="isheep:sft",
+                    meta=meta,
+                )
+            )
         for c in grp["kept"]:
             for r in grp["rejected"]:
                 if c["output"] == r["output"]:
                     res.dropped["pair_chosen_equals_rejected"] += 1
                     continue
                 margin = (c["quality_score"] + c["following_score"]) - (r["quality_score"] + r["following_score"])
-                meta = {"provenance": prov, "iteration": iteration,
-                        "chosen_scores": [c["quality_score"], c["following_score"]],
-                        "rejected_scores": [r["quality_score"], r["following_score"]]}
-                res.pairs.append(records.pairwise(prompt, [{"role": "assistant", "content": c["output"]}],
-                                                  [{"role": "assistant", "content": r["output"]}], margin=margin,
-                                                  origin="ai_judge", annotator_id=prov["models"]["judge"],
-                                                  policy="isheep:kept>rejected", meta=meta))
+                meta = {
+                    "provenance": prov,
+                    "iteration": iteration,
+                    "chosen_scores": [c["quality_score"], c["following_score"]],
+                    "rejected_scores": [r["quality_score"], r["following_score"]],
+                }
+                res.pairs.append(
+                    records.pairwise(
+                        prompt,
+                        [{"role": "assistant", "content": c["output"]}],
+                        [{"role": "assistant", "content": r["output"]}],
+                        margin=margin,
+                        origin="ai_judge",
+                        annotator_id=prov["models"]["judge"],
+                        policy="isheep:kept>rejected",
+                        meta=meta,
+                    )
+                )

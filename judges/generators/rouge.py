@@ -5,10 +5,11 @@ character is a separator. The LCS length uses the bit-parallel algorithm (Alliso
 Python integers: one pass over ``b`` with a few big-int operations per token, so comparing a new
 instruction against thousands of accepted ones stays cheap without a C extension.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 

@@ -29,17 +29,29 @@ then *abstains* (its logprobs are not even requested) and the generative RM (plu
 when given) decides alone, as in Self-Rewarding LMs. It abstains when ``iteration == 0``, when no
 reference is given, or when policy and reference are the same model.
 """
+
 from __future__ import annotations
 
 import itertools
 import math
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from judges.generators import calls
-from judges.generators.common import (CostMeter, GeneratorError, GeneratorResult, as_messages, model_name,
-                                      prompt_text, provenance, require_items, rng_for, same_model)
+from judges.generators.common import (
+    CostMeter,
+    GeneratorError,
+    GeneratorResult,
+    as_messages,
+    model_name,
+    prompt_text,
+    provenance,
+    require_items,
+    rng_for,
+    same_model,
+)
 from judges.templates import PAIRWISE
 from schemas import records
 from schemas.ids import conversation_id, normalise_text
@@ -99,10 +111,18 @@ class SCIRConfig:
     chat_template: str | None = None
 
 
-def run_scir(policy: Any, reference: Any, prompts: Sequence[Any] | None = None, config: SCIRConfig | None = None, *,
-             judge: Any = None, pairs: Sequence[tuple[Any, str, str]] | None = None,
-             extra_rm: Callable[[list[str], list[str], list[str]], Sequence[float]] | None = None,
-             extra_rm_name: str = "embedding_bt", iteration: int = 1) -> GeneratorResult:
+def run_scir(
+    policy: Any,
+    reference: Any,
+    prompts: Sequence[Any] | None = None,
+    config: SCIRConfig | None = None,
+    *,
+    judge: Any = None,
+    pairs: Sequence[tuple[Any, str, str]] | None = None,
+    extra_rm: Callable[[list[str], list[str], list[str]], Sequence[float]] | None = None,
+    extra_rm_name: str = "embedding_bt",
+    iteration: int = 1,
+) -> GeneratorResult:
     """SCIR pair selection for one iteration.
 
     policy: the current model M_t (samples responses; the policy side of the implicit reward).
@@ -121,14 +141,20 @@ def run_scir(policy: Any, reference: Any, prompts: Sequence[Any] | None = None, 
     judge = judge if judge is not None else policy
     res = GeneratorResult()
     meter = CostMeter({"policy": policy, "reference": reference, "judge": judge})
-    sampling = {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens,
-                "n": cfg.n_samples, "seed": cfg.seed + iteration}
+    sampling = {
+        "temperature": cfg.temperature,
+        "top_p": cfg.top_p,
+        "max_tokens": cfg.max_tokens,
+        "n": cfg.n_samples,
+        "seed": cfg.seed + iteration,
+    }
     if pairs is not None:
         items = [(as_messages(p), _text(a), _text(b)) for p, a, b in require_items(pairs, "pairs", "run_scir")]
         sampling = {}
     else:
-        items = _sample_pairs(policy, [as_messages(p) for p in require_items(prompts, "prompts", "run_scir")],
-                              cfg, iteration, res)
+        items = _sample_pairs(
+            policy, [as_messages(p) for p in require_items(prompts, "prompts", "run_scir")], cfg, iteration, res
+        )
     implicit_abstains = iteration == 0 or reference is None or same_model(policy, reference)
     kept_items = []
     for msgs, a, b in items:
@@ -142,13 +168,21 @@ def run_scir(policy: Any, reference: Any, prompts: Sequence[Any] | None = None, 
 
     verdicts = calls.verdict(judge, items)
     lp = {} if implicit_abstains or not items else _logprobs(policy, reference, items, cfg)
-    extra, extra_error = (_extra_probs(extra_rm, items) if extra_rm is not None and items
-                          else ([None] * len(items), None))
+    extra, extra_error = (
+        _extra_probs(extra_rm, items) if extra_rm is not None and items else ([None] * len(items), None)
+    )
 
-    prov = provenance(METHOD, round=iteration, models={"policy": policy, "reference": reference, "judge": judge},
-                      template_ids={"judge": PAIRWISE.id},
-                      sampling=sampling, snapshot_approximation=True, beta=cfg.beta,
-                      min_confidence=cfg.min_confidence, implicit_abstains=implicit_abstains)
+    prov = provenance(
+        METHOD,
+        round=iteration,
+        models={"policy": policy, "reference": reference, "judge": judge},
+        template_ids={"judge": PAIRWISE.id},
+        sampling=sampling,
+        snapshot_approximation=True,
+        beta=cfg.beta,
+        min_confidence=cfg.min_confidence,
+        implicit_abstains=implicit_abstains,
+    )
     status_counts: Counter = Counter()
     length_flips = 0
     for (msgs, a, b), v, pe in zip(items, verdicts, extra):
@@ -156,8 +190,11 @@ def run_scir(policy: Any, reference: Any, prompts: Sequence[Any] | None = None, 
             reason = v.reason or "failed"
             res.dropped[f"pair_{reason}" if reason.startswith("judge_") else f"pair_judge_{reason}"] += 1
             continue
-        scores: dict[str, Any] = {"p_generative": v.value,
-                                  "p_ab": getattr(v.raw, "p_ab", None), "p_ba": getattr(v.raw, "p_ba", None)}
+        scores: dict[str, Any] = {
+            "p_generative": v.value,
+            "p_ab": getattr(v.raw, "p_ab", None),
+            "p_ba": getattr(v.raw, "p_ba", None),
+        }
         p_impl = None
         if not implicit_abstains:
             la, lb = (lp.get((conversation_id(msgs), r)) for r in (a, b))
@@ -179,23 +216,55 @@ def run_scir(policy: Any, reference: Any, prompts: Sequence[Any] | None = None, 
         status_counts[d.status] += 1
         if d.status != "consistent":
             res.dropped[f"scir_{d.status}"] += 1
-            res.diagnostics.append({"method": METHOD, "iteration": iteration, "scir_status": d.status,
-                                    "origin": "ai_judge", "prompt": msgs, "y1": a, "y2": b, **scores,
-                                    "provenance": prov})
+            res.diagnostics.append(
+                {
+                    "method": METHOD,
+                    "iteration": iteration,
+                    "scir_status": d.status,
+                    "origin": "ai_judge",
+                    "prompt": msgs,
+                    "y1": a,
+                    "y2": b,
+                    **scores,
+                    "provenance": prov,
+                }
+            )
             continue
         chosen, rejected = (a, b) if d.first_wins else (b, a)
-        meta = {"provenance": prov, "scir_status": "consistent", "confidence": d.confidence,
-                "first_is_chosen": d.first_wins, **scores}
-        res.pairs.append(records.pairwise(msgs, [{"role": "assistant", "content": chosen}],
-                                          [{"role": "assistant", "content": rejected}], margin=d.weight,
-                                          origin="ai_judge", annotator_id=model_name(judge),
-                                          policy="scir:consistent", meta=meta))
+        meta = {
+            "provenance": prov,
+            "scir_status": "consistent",
+            "confidence": d.confidence,
+            "first_is_chosen": d.first_wins,
+            **scores,
+        }
+        res.pairs.append(
+            records.pairwise(
+                msgs,
+                [{"role": "assistant", "content": chosen}],
+                [{"role": "assistant", "content": rejected}],
+                margin=d.weight,
+                origin="ai_judge",
+                annotator_id=model_name(judge),
+                policy="scir:consistent",
+                meta=meta,
+            )
+        )
     scored = sum(status_counts.values())
-    res.stats = {"method": METHOD, "iteration": iteration, "config": asdict(cfg), "candidate_pairs": len(items),
-                 "scored": scored, "status": dict(status_counts), "implicit_abstains": implicit_abstains,
-                 "retention": len(res.pairs) / scored if scored else None,
-                 "implicit_sum_vs_mean_disagreements": length_flips, "snapshot_approximation": True,
-                 "extra_rm_error": extra_error, "cost": meter.finish(len(res.pairs))}
+    res.stats = {
+        "method": METHOD,
+        "iteration": iteration,
+        "config": asdict(cfg),
+        "candidate_pairs": len(items),
+        "scored": scored,
+        "status": dict(status_counts),
+        "implicit_abstains": implicit_abstains,
+        "retention": len(res.pairs) / scored if scored else None,
+        "implicit_sum_vs_mean_disagreements": length_flips,
+        "snapshot_approximation": True,
+        "extra_rm_error": extra_error,
+        "cost": meter.finish(len(res.pairs)),
+    }
     return res
 
 
@@ -203,10 +272,18 @@ def _text(x: Any) -> str:
     return normalise_text(x) if isinstance(x, str) else ""  # a missing response is dropped below, not a crash
 
 
-def _sample_pairs(policy, prompts: list[list[dict]], cfg: SCIRConfig, iteration: int,
-                  res: GeneratorResult) -> list[tuple[list[dict], str, str]]:
-    outs = calls.generate(policy, prompts, n=cfg.n_samples, seed=cfg.seed + iteration, temperature=cfg.temperature,
-                          top_p=cfg.top_p, max_tokens=cfg.max_tokens)
+def _sample_pairs(
+    policy, prompts: list[list[dict]], cfg: SCIRConfig, iteration: int, res: GeneratorResult
+) -> list[tuple[list[dict], str, str]]:
+    outs = calls.generate(
+        policy,
+        prompts,
+        n=cfg.n_samples,
+        seed=cfg.seed + iteration,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        max_tokens=cfg.max_tokens,
+    )
     items = []
     for msgs, out in zip(prompts, outs):
         if not out.ok:
@@ -248,8 +325,9 @@ def _logprobs(policy, reference, items, cfg: SCIRConfig) -> dict[tuple[str, str]
 def _extra_probs(extra_rm, items) -> tuple[list[float | None], str | None]:
     none = [None] * len(items)
     try:
-        probs = list(extra_rm([prompt_text(m) for m, _, _ in items], [a for _, a, _ in items],
-                              [b for _, _, b in items]))
+        probs = list(
+            extra_rm([prompt_text(m) for m, _, _ in items], [a for _, a, _ in items], [b for _, _, b in items])
+        )
     except Exception as e:  # an optional RM failing must not sink the run: its pairs are dropped, counted
         return none, f"{type(e).__name__}: {e}"
     if len(probs) != len(items):

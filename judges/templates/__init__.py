@@ -12,6 +12,7 @@ Layout rules the built-in templates follow:
   defeat the prefix cache and the request cache) and ``fence`` neutralises any ``<<<``/``>>>``
   inside the text so it cannot close its block early.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -73,7 +74,8 @@ class Template:
         for key, val in fields.items():
             if isinstance(val, (list, tuple)):
                 values[key] = "\n".join(
-                    _fill(self.item, {"index": str(i), "text": fence(v)}) for i, v in enumerate(val, 1))
+                    _fill(self.item, {"index": str(i), "text": fence(v)}) for i, v in enumerate(val, 1)
+                )
             elif key in self.trusted:
                 values[key] = str(val)
             else:
@@ -99,8 +101,9 @@ def get(name_or_id: str) -> Template:
     try:
         return REGISTRY[name_or_id]
     except KeyError:
-        raise KeyError(f"unknown template {name_or_id!r}; known: "
-                       f"{sorted(k for k in REGISTRY if '@' not in k)}") from None
+        raise KeyError(
+            f"unknown template {name_or_id!r}; known: {sorted(k for k in REGISTRY if '@' not in k)}"
+        ) from None
 
 
 from judges.templates import builtin  # noqa: E402  (registers the built-in templates)

@@ -4,12 +4,13 @@
 ``UnknownFormat`` (its message lists the known names), a bad mapping raises ``MappingError`` and a
 bad option a ``ValueError`` — each a one-line message the CLI prints as it is.
 """
+
 from __future__ import annotations
 
 import inspect
 from typing import Any
 
-from schemas.adapters.base import AdaptError, Adapter
+from schemas.adapters.base import Adapter, AdaptError
 from schemas.adapters.hh_rlhf import HHRLHFAdapter
 from schemas.adapters.mapping import MappingAdapter
 from schemas.adapters.mapping_spec import MappingError
@@ -21,8 +22,15 @@ from schemas.adapters.trl import TRLAdapter
 
 ADAPTERS: dict[str, type] = {
     cls.name: cls
-    for cls in (HHRLHFAdapter, TRLAdapter, ShareGPTAdapter, OasstAdapter, RatingsAdapter, PandaLMAdapter,
-                MappingAdapter)
+    for cls in (
+        HHRLHFAdapter,
+        TRLAdapter,
+        ShareGPTAdapter,
+        OasstAdapter,
+        RatingsAdapter,
+        PandaLMAdapter,
+        MappingAdapter,
+    )
 }
 
 

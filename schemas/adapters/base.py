@@ -6,6 +6,7 @@ items are either ``(shape, row)`` — ``row`` built with ``schemas.records`` bui
 and a rejection for one bad subtree). Raising ``AdaptError`` rejects the whole record. Adapters
 never see files; lineage columns are filled in by ``schemas.ingest``.
 """
+
 from __future__ import annotations
 
 from typing import Any, Protocol

@@ -4,9 +4,11 @@ Every helper raises ``AdaptError`` with a rule id, so an adapter never leaks a K
 for a malformed record. Reason ids used here: ``missing_field``, ``wrong_type``, ``empty_text``,
 ``unknown_role``, ``role_order``.
 """
+
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from schemas.adapters.base import AdaptError
 
@@ -53,8 +55,13 @@ def content_text(value: Any, where: str) -> str:
     raise AdaptError("wrong_type", f"{where} is a {type(value).__name__}, expected text")
 
 
-def convert_messages(items: Any, where: str, roles: dict[str, str] = DEFAULT_ROLES,
-                     role_key: str | None = None, content_key: str | None = None) -> list[dict]:
+def convert_messages(
+    items: Any,
+    where: str,
+    roles: dict[str, str] = DEFAULT_ROLES,
+    role_key: str | None = None,
+    content_key: str | None = None,
+) -> list[dict]:
     """A list of message objects → canonical messages.
 
     Keys default per message to ``role``/``content`` or ShareGPT's ``from``/``value``, so one helper
@@ -68,8 +75,13 @@ def convert_messages(items: Any, where: str, roles: dict[str, str] = DEFAULT_ROL
     return out
 
 
-def convert_message(m: Any, where: str, roles: dict[str, str] = DEFAULT_ROLES,
-                    role_key: str | None = None, content_key: str | None = None) -> dict:
+def convert_message(
+    m: Any,
+    where: str,
+    roles: dict[str, str] = DEFAULT_ROLES,
+    role_key: str | None = None,
+    content_key: str | None = None,
+) -> dict:
     if not isinstance(m, dict):
         raise AdaptError("wrong_type", f"{where} is a {type(m).__name__}, expected a message object")
     rk = role_key or ("from" if "from" in m and "role" not in m else "role")
@@ -129,8 +141,10 @@ def split_last_assistant(messages: list[dict], what: str) -> tuple[list[dict], l
     if not messages:
         raise AdaptError("empty_text", f"{what} has no messages")
     if messages[-1]["role"] != ASSISTANT:
-        raise AdaptError("role_order", f"{what} ends with a {messages[-1]['role']} turn; "
-                                       "the judged completion must be the last assistant message")
+        raise AdaptError(
+            "role_order",
+            f"{what} ends with a {messages[-1]['role']} turn; the judged completion must be the last assistant message",
+        )
     return messages[:-1], messages[-1:]
 
 

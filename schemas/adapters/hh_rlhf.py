@@ -19,6 +19,7 @@ merged: the adapter stays faithful and validation's alternation rule decides.
 and the same row as ``adapt``, appended to a chunk's ``schemas.records.Columns`` instead of built as
 a dict.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -46,7 +47,7 @@ def _split_final(obj: dict, key: str) -> tuple[str, int, str]:
     i = value.rfind(ASSIST)
     if i < 0:
         raise AdaptError("no_assistant_turn", f"{key} has no '\\n\\nAssistant:' turn")
-    final = value[i + _ALEN:]
+    final = value[i + _ALEN :]
     if HUMAN in final:
         raise AdaptError("role_order", f"{key} ends with a Human turn after its last Assistant turn")
     return value, i, final
@@ -115,16 +116,21 @@ class HHRLHFAdapter:
 
     def adapt(self, obj: Any) -> list:
         prompt, c_final, r_final, meta = self._parse(obj)
-        row = pairwise([{"role": role, "content": text} for role, text in prompt],
-                       [{"role": ASSISTANT, "content": c_final}], [{"role": ASSISTANT, "content": r_final}],
-                       origin=self.origin, meta=meta)
+        row = pairwise(
+            [{"role": role, "content": text} for role, text in prompt],
+            [{"role": ASSISTANT, "content": c_final}],
+            [{"role": ASSISTANT, "content": r_final}],
+            origin=self.origin,
+            meta=meta,
+        )
         return [("pairwise", row)]
 
     def adapt_columns(self, obj: Any, columns: Columns, source_row: int) -> int:
         """The ingest fast path: the same row as ``adapt`` appended to ``columns`` (no dicts); returns 1."""
         prompt, c_final, r_final, meta = self._parse(obj)
-        columns.pairwise.add(prompt, ((ASSISTANT, c_final),), ((ASSISTANT, r_final),), source_row,
-                             origin=self.origin, meta=meta)
+        columns.pairwise.add(
+            prompt, ((ASSISTANT, c_final),), ((ASSISTANT, r_final),), source_row, origin=self.origin, meta=meta
+        )
         return 1
 
 
@@ -134,5 +140,6 @@ def _same_after_normalising(a: str, b: str) -> bool:
         ta, tb = _parse_pairs(a), _parse_pairs(b)
     except AdaptError:
         return False
-    return len(ta) == len(tb) and all(x[0] == y[0] and normalise_text(x[1]) == normalise_text(y[1])
-                                      for x, y in zip(ta, tb))
+    return len(ta) == len(tb) and all(
+        x[0] == y[0] and normalise_text(x[1]) == normalise_text(y[1]) for x, y in zip(ta, tb)
+    )

@@ -4,6 +4,7 @@
 record it only looks fields up and applies the label convention. With ``annotators`` each label
 column gives its own row, and one bad label costs only that row.
 """
+
 from __future__ import annotations
 
 import os
@@ -11,10 +12,22 @@ from typing import Any
 
 from schemas.adapters.base import AdaptError
 from schemas.adapters.common import (
-    check_completion, check_prompt, convert_message, convert_messages, is_number, msg, number,
+    check_completion,
+    check_prompt,
+    convert_message,
+    convert_messages,
+    is_number,
+    msg,
+    number,
 )
 from schemas.adapters.mapping_spec import (
-    LabelSpec, MappingError, MappingSpec, TextSpec, compile_mapping, label_key, load_mapping,
+    LabelSpec,
+    MappingError,
+    MappingSpec,
+    TextSpec,
+    compile_mapping,
+    label_key,
+    load_mapping,
 )
 from schemas.adapters.paths import Path, lookup
 from schemas.records import binary, listwise, pairwise, ratings
@@ -33,8 +46,9 @@ def _render(template: list, obj: Any) -> str:
             elif is_number(value):
                 out.append(str(value))
             else:
-                raise AdaptError("wrong_type", f"template field {path.text!r} is a {type(value).__name__}, "
-                                               "expected text")
+                raise AdaptError(
+                    "wrong_type", f"template field {path.text!r} is a {type(value).__name__}, expected text"
+                )
     return "".join(out)
 
 
@@ -126,8 +140,20 @@ class MappingAdapter:
             check_completion(chosen, "chosen")
             check_completion(rejected, "rejected")
             margin = number(lookup(obj, spec.margin), "margin") if spec.margin else None
-            return [("pairwise", pairwise(prompt, chosen, rejected, margin=margin, origin=spec.origin,
-                                          annotator_id=self._annotator_id(obj), meta=meta))]
+            return [
+                (
+                    "pairwise",
+                    pairwise(
+                        prompt,
+                        chosen,
+                        rejected,
+                        margin=margin,
+                        origin=spec.origin,
+                        annotator_id=self._annotator_id(obj),
+                        meta=meta,
+                    ),
+                )
+            ]
         pair = [read_text(spec.texts[k], obj, k) for k in ("first", "second")]
         check_completion(pair[0], "first")
         check_completion(pair[1], "second")
@@ -136,9 +162,19 @@ class MappingAdapter:
             outcome, margin = _outcome(label, obj)
             first = 1 if outcome == "second" else 0
             row_meta = {**(meta or {}), "chosen_position": first + 1}
-            return ("pairwise", pairwise(prompt, pair[first], pair[1 - first],
-                                         label="tie" if outcome == "tie" else "chosen_better", margin=margin,
-                                         origin=spec.origin, annotator_id=annotator, meta=row_meta))
+            return (
+                "pairwise",
+                pairwise(
+                    prompt,
+                    pair[first],
+                    pair[1 - first],
+                    label="tie" if outcome == "tie" else "chosen_better",
+                    margin=margin,
+                    origin=spec.origin,
+                    annotator_id=annotator,
+                    meta=row_meta,
+                ),
+            )
 
         return self._per_annotator(obj, build)
 
@@ -150,8 +186,18 @@ class MappingAdapter:
 
         def build(label: LabelSpec, annotator: str | None) -> tuple:
             outcome, _ = _outcome(label, obj)
-            return ("binary", binary(prompt, completion, label=outcome, score=score, origin=spec.origin,
-                                     annotator_id=annotator, meta=meta))
+            return (
+                "binary",
+                binary(
+                    prompt,
+                    completion,
+                    label=outcome,
+                    score=score,
+                    origin=spec.origin,
+                    annotator_id=annotator,
+                    meta=meta,
+                ),
+            )
 
         return self._per_annotator(obj, build)
 
@@ -173,8 +219,10 @@ class MappingAdapter:
         else:
             items = lookup(obj, spec.completions.path)
             if not isinstance(items, list):
-                raise AdaptError("wrong_type", f"completions field {spec.completions.path.text!r} is a "
-                                               f"{type(items).__name__}, expected a list")
+                raise AdaptError(
+                    "wrong_type",
+                    f"completions field {spec.completions.path.text!r} is a {type(items).__name__}, expected a list",
+                )
             comps = [_conversation(item, spec.completions, f"completions[{i}]") for i, item in enumerate(items)]
         if len(comps) < 2:
             raise AdaptError("too_few_completions", f"{len(comps)} completion(s); a ranking needs at least 2")
@@ -194,8 +242,18 @@ class MappingAdapter:
         for what, values in (("ranks", ranks), ("scores", scores)):
             if values is not None and len(values) != len(comps):
                 raise AdaptError("length_mismatch", f"{len(values)} {what} for {len(comps)} completions")
-        return ("listwise", listwise(prompt, comps, ranks=ranks, scores=scores, origin=spec.origin,
-                                     annotator_id=self._annotator_id(obj), meta=meta))
+        return (
+            "listwise",
+            listwise(
+                prompt,
+                comps,
+                ranks=ranks,
+                scores=scores,
+                origin=spec.origin,
+                annotator_id=self._annotator_id(obj),
+                meta=meta,
+            ),
+        )
 
     def _ratings(self, obj: dict, prompt: list, meta: dict | None) -> tuple:
         spec = self.spec
@@ -209,8 +267,18 @@ class MappingAdapter:
                     raise AdaptError("out_of_range", f"rating {name!r} = {value} is outside {scale[0]}–{scale[1]}")
                 scales[name] = scale
             values[name] = value
-        return ("ratings", ratings(prompt, completion, values, scales=scales, origin=spec.origin,
-                                   annotator_id=self._annotator_id(obj), meta=meta))
+        return (
+            "ratings",
+            ratings(
+                prompt,
+                completion,
+                values,
+                scales=scales,
+                origin=spec.origin,
+                annotator_id=self._annotator_id(obj),
+                meta=meta,
+            ),
+        )
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -235,4 +303,3 @@ class MappingAdapter:
             except AdaptError:
                 pass  # meta is best effort: a field some records lack is not an error
         return out or None
-

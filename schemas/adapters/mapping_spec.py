@@ -4,6 +4,7 @@ Everything that can be wrong with the mapping itself is found here, once, and ra
 ``MappingError`` naming the key at fault — so a bad mapping stops ``get_adapter`` with one clear
 line instead of rejecting every record of a file for the same reason.
 """
+
 from __future__ import annotations
 
 import json
@@ -160,7 +161,7 @@ def _template(text: Any, where: str) -> list:
         raise MappingError(f"{where}: a template is a string")
     parts, pos = [], 0
     for m in _PLACEHOLDER.finditer(text):
-        literal = text[pos:m.start()]
+        literal = text[pos : m.start()]
         if m.group(0) in ("{{", "}}"):
             parts.append((literal + m.group(0)[0], None))
         else:
@@ -182,12 +183,16 @@ def _text_spec(value: Any, where: str, role: str) -> TextSpec:
         raise MappingError(f"{where}: expected a field path or {{field: …}} / {{template: …}}")
     unknown = set(value) - TEXT_KEYS
     if unknown:
-        raise MappingError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(TEXT_KEYS))}")
+        raise MappingError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(TEXT_KEYS))}"
+        )
     if ("field" in value) == ("template" in value):
         raise MappingError(f"{where}: give exactly one of 'field' or 'template'")
-    spec = TextSpec(_path(value["field"], f"{where}.field") if "field" in value else None,
-                    _template(value["template"], f"{where}.template") if "template" in value else None,
-                    value.get("role", role))
+    spec = TextSpec(
+        _path(value["field"], f"{where}.field") if "field" in value else None,
+        _template(value["template"], f"{where}.template") if "template" in value else None,
+        value.get("role", role),
+    )
     if spec.role not in ROLES:
         raise MappingError(f"{where}.role: {spec.role!r} is not one of {', '.join(ROLES)}")
     for key in ("role_key", "content_key"):
@@ -234,8 +239,9 @@ def _label_spec(raw: Any, shape: str, where: str, need_field: bool) -> LabelSpec
         raise MappingError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     convention = raw.get("convention", "values" if "values" in raw else "boolean" if shape == "binary" else None)
     if convention not in CONVENTIONS[shape]:
-        raise MappingError(f"{where}.convention: {convention!r} is not one of {', '.join(CONVENTIONS[shape])} "
-                           f"(for shape {shape})")
+        raise MappingError(
+            f"{where}.convention: {convention!r} is not one of {', '.join(CONVENTIONS[shape])} (for shape {shape})"
+        )
     spec = LabelSpec(convention)
     if convention == "values":
         spec.values = _values(raw.get("values"), shape, f"{where}.values")
@@ -293,8 +299,11 @@ def _annotators(raw: Any, label: LabelSpec, where: str) -> list[Annotator]:
 
 
 def _scale(raw: Any, where: str) -> tuple[float, float]:
-    if (not isinstance(raw, (list, tuple)) or len(raw) != 2
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw)):
+    if (
+        not isinstance(raw, (list, tuple))
+        or len(raw) != 2
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw)
+    ):
         raise MappingError(f"{where}: expected [min, max] numbers")
     lo, hi = float(raw[0]), float(raw[1])
     if not lo < hi:
@@ -320,8 +329,10 @@ def compile_mapping(raw: dict) -> MappingSpec:
     allowed = COMMON_KEYS | SHAPE_KEYS[shape]
     unknown = set(raw) - allowed
     if unknown:
-        raise MappingError(f"unknown key(s) for shape {shape}: {', '.join(sorted(map(str, unknown)))}; "
-                           f"allowed: {', '.join(sorted(allowed))}")
+        raise MappingError(
+            f"unknown key(s) for shape {shape}: {', '.join(sorted(map(str, unknown)))}; "
+            f"allowed: {', '.join(sorted(allowed))}"
+        )
     origin = raw.get("origin", "human")
     if origin not in ORIGINS:
         raise MappingError(f"origin {origin!r} is not one of {', '.join(ORIGINS)}")
@@ -337,8 +348,10 @@ def compile_mapping(raw: dict) -> MappingSpec:
         spec.annotator = _path(raw["annotator"], "annotator")
     if "annotators" in raw:
         if spec.label is None:
-            raise MappingError("'annotators' lists label columns; it needs a 'label' convention "
-                               "(pairwise with first/second, or binary)")
+            raise MappingError(
+                "'annotators' lists label columns; it needs a 'label' convention "
+                "(pairwise with first/second, or binary)"
+            )
         spec.annotators = _annotators(raw["annotators"], spec.label, "annotators")
     meta = raw.get("meta", "auto")
     if meta in (None, False, "none"):
@@ -429,8 +442,12 @@ def _compile_ratings(raw: dict, spec: MappingSpec) -> None:
             spec.ratings[str(name)] = (_path(value, where), default)
 
 
-_SHAPE_COMPILERS = {"pairwise": _compile_pairwise, "binary": _compile_binary,
-                    "listwise": _compile_listwise, "ratings": _compile_ratings}
+_SHAPE_COMPILERS = {
+    "pairwise": _compile_pairwise,
+    "binary": _compile_binary,
+    "listwise": _compile_listwise,
+    "ratings": _compile_ratings,
+}
 
 
 def _used_roots(spec: MappingSpec) -> set[str]:

@@ -21,6 +21,7 @@ never again for its subtree or its votes. ``synthetic: true`` on any message inv
 or completion) → origin ``synthetic``. Bad subtrees (unknown role, missing text) yield an
 ``AdaptError`` item and the rest of the tree still counts. The walk is iterative: trees can be deep.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -110,8 +111,11 @@ class OasstAdapter:
                 if isinstance(child, dict) and child.get("deleted"):
                     # Skipped with its subtree; counted only when it takes a reply out of a ranking.
                     if self.emit_listwise and child.get("rank") is not None and path[-1]["role"] == USER:
-                        out.append(AdaptError("deleted_message",
-                                              f"ranked reply {child.get('message_id')} of {where} is deleted"))
+                        out.append(
+                            AdaptError(
+                                "deleted_message", f"ranked reply {child.get('message_id')} of {where} is deleted"
+                            )
+                        )
                     continue
                 try:
                     child_msg = _check_message(child, f"{where}.replies[{i}]")
@@ -142,10 +146,15 @@ class OasstAdapter:
         if votes is None or votes[0] == votes[1]:
             return None
         up, down = votes
-        meta = {"message_tree_id": tree_id, "parent_id": m.get("parent_id"),
-                **{k: m[k] for k in _MESSAGE_META if k in m}, "emojis": m.get("emojis")}
-        row = binary(path, [m_msg], label=up > down, score=up - down,
-                     origin="synthetic" if synth else "human", meta=meta)
+        meta = {
+            "message_tree_id": tree_id,
+            "parent_id": m.get("parent_id"),
+            **{k: m[k] for k in _MESSAGE_META if k in m},
+            "emojis": m.get("emojis"),
+        }
+        row = binary(
+            path, [m_msg], label=up > down, score=up - down, origin="synthetic" if synth else "human", meta=meta
+        )
         return ("binary", row)
 
     @staticmethod
@@ -154,18 +163,28 @@ class OasstAdapter:
             return None
         bad = [c for c, _ in ranked if isinstance(c["rank"], bool) or not isinstance(c["rank"], (int, float))]
         if bad:
-            return AdaptError("wrong_type", f"rank {bad[0]['rank']!r} of message {bad[0].get('message_id')} "
-                                            "is not a number")
+            return AdaptError(
+                "wrong_type", f"rank {bad[0]['rank']!r} of message {bad[0].get('message_id')} is not a number"
+            )
         # Best first, so the same ranking listed in another reply order gets the same record_id.
         ranked.sort(key=lambda cm: cm[0]["rank"])
         source_ranks = [c["rank"] for c, _ in ranked]
         any_synth = synth or any(c.get("synthetic") for c, _ in ranked)
-        meta = {"message_tree_id": tree_id, "parent_id": node.get("message_id"),
-                "message_ids": [c.get("message_id") for c, _ in ranked], "source_ranks": source_ranks,
-                "lang": node.get("lang")}
+        meta = {
+            "message_tree_id": tree_id,
+            "parent_id": node.get("message_id"),
+            "message_ids": [c.get("message_id") for c, _ in ranked],
+            "source_ranks": source_ranks,
+            "lang": node.get("lang"),
+        }
         models = [c.get("model_name") for c, _ in ranked]
         if any(models):
             meta["model_names"] = models
-        row = listwise(path, [[m] for _, m in ranked], ranks=_dense(source_ranks),
-                       origin="synthetic" if any_synth else "human", meta=meta)
+        row = listwise(
+            path,
+            [[m] for _, m in ranked],
+            ranks=_dense(source_ranks),
+            origin="synthetic" if any_synth else "human",
+            meta=meta,
+        )
         return ("listwise", row)

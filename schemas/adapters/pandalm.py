@@ -12,6 +12,7 @@ non-text response, empty response) rejects the record. Six responses in the ship
 ``true`` instead of text (the model's "True" was decoded as a boolean upstream); they are rejected
 as ``wrong_type`` rather than guessed back into a string.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -70,7 +71,14 @@ class PandaLMAdapter:
                 continue
             first, label = LABELS[key]
             meta = {**base_meta, "chosen_position": first + 1}
-            row = pairwise(prompt, responses[first], responses[1 - first], label=label, origin=self.origin,
-                           annotator_id=f"pandalm:{name}", meta=meta)
+            row = pairwise(
+                prompt,
+                responses[first],
+                responses[1 - first],
+                label=label,
+                origin=self.origin,
+                annotator_id=f"pandalm:{name}",
+                meta=meta,
+            )
             out.append(("pairwise", row))
         return out

@@ -4,6 +4,7 @@ Paths are compiled once (syntax errors are the mapping's fault → ``ValueError`
 per record (a missing field is the record's fault → ``AdaptError('missing_field')``). A record key
 that itself contains dots (a CSV column ``score.a``) is matched whole before the path is split.
 """
+
 from __future__ import annotations
 
 import re
@@ -35,7 +36,7 @@ def compile_path(text: Any) -> Path:
             raise ValueError(f"field path {text!r} has an empty segment")
         if _INT.match(raw):
             segments.append((raw, int(raw)))
-        elif (m := _SLICE.match(raw)):
+        elif m := _SLICE.match(raw):
             lo, hi = m.groups()
             segments.append((raw, slice(None if lo is None else int(lo), None if hi is None else int(hi))))
         else:
@@ -62,12 +63,14 @@ def lookup(obj: Any, path: Path) -> Any:
             elif -len(value) <= index < len(value):
                 value = value[index]
             else:
-                raise AdaptError("missing_field", f"field {path.text!r}: index {index} is out of range "
-                                                  f"(list of {len(value)})")
+                raise AdaptError(
+                    "missing_field", f"field {path.text!r}: index {index} is out of range (list of {len(value)})"
+                )
         else:
             where = ".".join(r for r, _ in path.segments[:i]) or "record"
-            raise AdaptError("wrong_type", f"field {path.text!r}: {where} is a {type(value).__name__}, "
-                                           f"cannot take {raw!r}")
+            raise AdaptError(
+                "wrong_type", f"field {path.text!r}: {where} is a {type(value).__name__}, cannot take {raw!r}"
+            )
         if value is None:
             raise AdaptError("missing_field", f"field {path.text!r} is missing")
     return value

@@ -20,6 +20,7 @@ Two layouts (``layout`` option; ``auto`` picks by the fields present):
 ``scales`` maps attribute → (min, max); a value outside its scale is rejected (``out_of_range``).
 An attribute with no scale is kept with null bounds.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -29,8 +30,12 @@ from schemas.adapters.common import ASSISTANT, SYSTEM, USER, content_text, is_nu
 from schemas.records import ratings
 
 TOPICAL_CHAT_SCALES: dict[str, tuple[float, float]] = {
-    "understandability": (0, 1), "naturalness": (1, 3), "coherence": (1, 3),
-    "engagingness": (1, 3), "groundedness": (0, 1), "overall": (1, 5),
+    "understandability": (0, 1),
+    "naturalness": (1, 3),
+    "coherence": (1, 3),
+    "engagingness": (1, 3),
+    "groundedness": (0, 1),
+    "overall": (1, 5),
 }
 HELPSTEER_ATTRIBUTES = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
 HELPSTEER_SCALES: dict[str, tuple[float, float]] = {a: (0, 4) for a in HELPSTEER_ATTRIBUTES}
@@ -67,9 +72,15 @@ def check_scores(values: dict[str, Any], scales: dict[str, tuple[float, float]])
 class RatingsAdapter:
     name = "ratings"
 
-    def __init__(self, layout: str = "auto", scales: dict[str, tuple[float, float]] | None = None,
-                 attributes: list[str] | tuple[str, ...] | None = None, context_as: str = "system",
-                 history: str = "turns", origin: str = "human"):
+    def __init__(
+        self,
+        layout: str = "auto",
+        scales: dict[str, tuple[float, float]] | None = None,
+        attributes: list[str] | tuple[str, ...] | None = None,
+        context_as: str = "system",
+        history: str = "turns",
+        origin: str = "human",
+    ):
         if layout not in LAYOUTS:
             raise ValueError(f"unknown ratings layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
         if context_as not in ("system", "meta"):
@@ -110,9 +121,14 @@ class RatingsAdapter:
             if text.strip():
                 history = [msg(SYSTEM, text)] + history
             used.append("context")
-        row = ratings(history, completion, values,
-                      scales=TOPICAL_CHAT_SCALES if self.scales is None else self.scales,
-                      origin=self.origin, meta=leftover(obj, used))
+        row = ratings(
+            history,
+            completion,
+            values,
+            scales=TOPICAL_CHAT_SCALES if self.scales is None else self.scales,
+            origin=self.origin,
+            meta=leftover(obj, used),
+        )
         return ("ratings", row)
 
     def _helpsteer(self, obj: dict) -> tuple:
@@ -124,6 +140,12 @@ class RatingsAdapter:
             raise AdaptError("missing_field", f"rating column(s) {', '.join(missing)} missing")
         scales = HELPSTEER_SCALES if self.scales is None else self.scales
         values = check_scores({a: obj[a] for a in attributes}, scales)
-        row = ratings(prompt, completion, values, scales=scales, origin=self.origin,
-                      meta=leftover(obj, ("prompt", "response", *attributes)))
+        row = ratings(
+            prompt,
+            completion,
+            values,
+            scales=scales,
+            origin=self.origin,
+            meta=leftover(obj, ("prompt", "response", *attributes)),
+        )
         return ("ratings", row)

@@ -12,20 +12,33 @@ function_call keep their source role in ``meta['source_roles']`` because the can
 say "tool". A top-level ``system`` string becomes a leading system message. An unknown role is
 rejected (``unknown_role``) with the role it saw.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 from schemas.adapters.base import AdaptError
 from schemas.adapters.common import (
-    ASSISTANT, SYSTEM, USER, as_conversation, check_completion, check_prompt, convert_messages, leftover, msg,
+    ASSISTANT,
+    SYSTEM,
+    USER,
+    as_conversation,
+    check_completion,
+    check_prompt,
+    convert_messages,
+    leftover,
+    msg,
     split_last_assistant,
 )
 from schemas.records import binary, pairwise
 
 SHAREGPT_ROLES = {
-    "human": USER, "user": USER, "observation": USER,
-    "gpt": ASSISTANT, "assistant": ASSISTANT, "function_call": ASSISTANT,
+    "human": USER,
+    "user": USER,
+    "observation": USER,
+    "gpt": ASSISTANT,
+    "assistant": ASSISTANT,
+    "function_call": ASSISTANT,
     "system": SYSTEM,
 }
 _TOOL_ROLES = {"observation", "function_call"}
@@ -34,8 +47,7 @@ _LABEL_KEYS = ("label", "kto_tag")
 
 def _source_roles(*lists: Any) -> list[str] | None:
     """The original role names, kept only when a tool role was folded into user/assistant."""
-    roles = [m.get("from", m.get("role")) for lst in lists if isinstance(lst, list)
-             for m in lst if isinstance(m, dict)]
+    roles = [m.get("from", m.get("role")) for lst in lists if isinstance(lst, list) for m in lst if isinstance(m, dict)]
     return roles if _TOOL_ROLES.intersection(roles) else None
 
 
@@ -80,8 +92,11 @@ class ShareGPTAdapter:
         check_prompt(prompt, key)
         check_completion(sides[0], "chosen")
         check_completion(sides[1], "rejected")
-        roles = _source_roles(obj[key], obj["chosen"] if isinstance(obj["chosen"], list) else [obj["chosen"]],
-                              obj["rejected"] if isinstance(obj["rejected"], list) else [obj["rejected"]])
+        roles = _source_roles(
+            obj[key],
+            obj["chosen"] if isinstance(obj["chosen"], list) else [obj["chosen"]],
+            obj["rejected"] if isinstance(obj["rejected"], list) else [obj["rejected"]],
+        )
         meta = leftover(obj, (key, "system", "chosen", "rejected"), {"source_roles": roles} if roles else None)
         return ("pairwise", pairwise(prompt, sides[0], sides[1], origin=self.origin, meta=meta))
 

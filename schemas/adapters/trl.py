@@ -15,14 +15,23 @@ content}`` messages ("conversational"). ``margin`` is taken as given, else
 ``score_chosen - score_rejected`` (kept negative when the scores disagree with the label: that
 disagreement is a curation signal). The scores stay in ``meta`` with every other extra field.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 from schemas.adapters.base import AdaptError
 from schemas.adapters.common import (
-    ASSISTANT, USER, as_conversation, check_completion, check_prompt, common_prefix_len, is_number, leftover,
-    number, split_last_assistant,
+    ASSISTANT,
+    USER,
+    as_conversation,
+    check_completion,
+    check_prompt,
+    common_prefix_len,
+    is_number,
+    leftover,
+    number,
+    split_last_assistant,
 )
 from schemas.records import binary, pairwise
 
@@ -47,8 +56,9 @@ class TRLAdapter:
             return [self._paired(obj)]
         if "completion" in obj:
             return [self._unpaired(obj)]
-        raise AdaptError("missing_field", "expected 'chosen'/'rejected' (preference) or "
-                                          "'completion'/'label' (unpaired preference)")
+        raise AdaptError(
+            "missing_field", "expected 'chosen'/'rejected' (preference) or 'completion'/'label' (unpaired preference)"
+        )
 
     def _paired(self, obj: dict) -> tuple:
         for key in ("chosen", "rejected"):
@@ -65,15 +75,22 @@ class TRLAdapter:
             prompt, chosen, rejected = _split_implicit(chosen, rejected)
             extra["implicit_prompt"] = True
         elif isinstance(raw_c, list) or isinstance(raw_r, list):
-            raise AdaptError("wrong_type", "implicit-prompt rows need chosen and rejected both as text or both as "
-                                           "message lists")
+            raise AdaptError(
+                "wrong_type", "implicit-prompt rows need chosen and rejected both as text or both as message lists"
+            )
         else:
             prompt = []
             extra["implicit_prompt"] = True
         check_completion(chosen, "chosen")
         check_completion(rejected, "rejected")
-        row = pairwise(prompt, chosen, rejected, margin=_margin(obj), origin=self.origin,
-                       meta=leftover(obj, ("prompt", "chosen", "rejected", "margin"), extra))
+        row = pairwise(
+            prompt,
+            chosen,
+            rejected,
+            margin=_margin(obj),
+            origin=self.origin,
+            meta=leftover(obj, ("prompt", "chosen", "rejected", "margin"), extra),
+        )
         return ("pairwise", row)
 
     def _unpaired(self, obj: dict) -> tuple:
@@ -97,8 +114,14 @@ class TRLAdapter:
             extra["implicit_prompt"] = True
         check_completion(completion, "completion")
         score = obj.get("score")
-        row = binary(prompt, completion, label=label, score=number(score, "score") if score is not None else None,
-                     origin=self.origin, meta=leftover(obj, ("prompt", "completion", "label", "score"), extra))
+        row = binary(
+            prompt,
+            completion,
+            label=label,
+            score=number(score, "score") if score is not None else None,
+            origin=self.origin,
+            meta=leftover(obj, ("prompt", "completion", "label", "score"), extra),
+        )
         return ("binary", row)
 
 
@@ -109,8 +132,9 @@ def _split_implicit(chosen: list[dict], rejected: list[dict]) -> tuple[list, lis
         raise AdaptError("empty_text", "chosen or rejected has no messages")
     prompt = chosen[:k]
     if chosen[k]["role"] != ASSISTANT or rejected[k]["role"] != ASSISTANT:
-        raise AdaptError("prompt_mismatch", f"chosen and rejected diverge at message {k}, which is not an "
-                                            "assistant turn")
+        raise AdaptError(
+            "prompt_mismatch", f"chosen and rejected diverge at message {k}, which is not an assistant turn"
+        )
     check_prompt(prompt)
     return prompt, chosen[k:], rejected[k:]
 

@@ -1,4 +1,5 @@
 """Dedup steps and text recipes over canonical tables built with schemas.records builders."""
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,10 @@ def table(rows: list[dict], shape: str = "pairwise") -> pa.Table:
 def dpo() -> list[dict]:
     rows = json.loads((DATA / "llamafactory_dpo_en_demo" / "dpo_en_demo.json").read_text(encoding="utf-8"))
     rows = [r for r in rows if len(r["chosen"]["value"].split()) >= 120 and len(r["rejected"]["value"].split()) >= 60]
-    return [{"prompt": r["conversations"][-1]["value"], "chosen": r["chosen"]["value"],
-             "rejected": r["rejected"]["value"]} for r in rows[:12]]
+    return [
+        {"prompt": r["conversations"][-1]["value"], "chosen": r["chosen"]["value"], "rejected": r["rejected"]["value"]}
+        for r in rows[:12]
+    ]
 
 
 def _pair(r: dict, **kw) -> dict:
@@ -54,14 +57,20 @@ def _check_removals(res: D.DedupResult, n_in: int) -> None:
 
 # ------------------------------------------------------------------ recipes
 
+
 def test_recipes_match_conversation_text_for_every_shape():
     sys_ = {"role": "system", "content": "Be brief."}
     prompt = [sys_, u("first question"), a("an answer"), u("follow-up question")]
     pw = table([R.pairwise(prompt, [a("good")], [a("bad")])])
     bn = table([R.binary(prompt, [a("fine")], label=True)], "binary")
     rt = table([R.ratings(prompt, [a("rated")], {"helpful": 4.0})], "ratings")
-    lw = table([R.listwise(prompt, [[a("c0")], [a("c1")], [a("c2")]], ranks=[2, 0, 1]),
-                R.listwise([u("p")], [[a("d0")], [a("d1")]], scores=[0.2, 0.9])], "listwise")
+    lw = table(
+        [
+            R.listwise(prompt, [[a("c0")], [a("c1")], [a("c2")]], ranks=[2, 0, 1]),
+            R.listwise([u("p")], [[a("d0")], [a("d1")]], scores=[0.2, 0.9]),
+        ],
+        "listwise",
+    )
     for t in (pw, bn, rt, lw):
         assert texts_for(t, "prompt")[0] == R.conversation_text(prompt)
         assert texts_for(t, "prompt_last_turn")[0] == "follow-up question"
@@ -86,16 +95,25 @@ def test_prompt_last_turn_without_user_message():
 
 # ------------------------------------------------------------------ exact
 
+
 def test_exact_dedup_reasons_and_annotators(dpo):
     r0, r1 = dpo[0], dpo[1]
-    rows = [_pair(r0), _pair(r0), _pair(r0, policy="ranking->pairs:all"), _pair(r0, annotator_id="ann-2"),
-            _pair(r1), _pair(r1, label="tie")]
+    rows = [
+        _pair(r0),
+        _pair(r0),
+        _pair(r0, policy="ranking->pairs:all"),
+        _pair(r0, annotator_id="ann-2"),
+        _pair(r1),
+        _pair(r1, label="tie"),
+    ]
     t = table(rows)
     res = D.exact_dedup(t)
     _check_removals(res, 6)
     rm = res.removed.to_pylist()
     assert [(r["reason"], r["duplicate_of"]) for r in rm] == [
-        ("duplicate_record", rows[0]["record_id"]), ("exact_duplicate", rows[0]["record_id"])]
+        ("duplicate_record", rows[0]["record_id"]),
+        ("exact_duplicate", rows[0]["record_id"]),
+    ]
     assert all(r["step"] == "exact_dedup" for r in rm)
     # another annotator's judgement and a different label are information, not duplicates
     assert {rows[3]["record_id"], rows[5]["record_id"]} <= set(res.kept.column("record_id").to_pylist())
@@ -108,6 +126,7 @@ def test_exact_dedup_empty_table():
 
 
 # ------------------------------------------------------------------ near
+
 
 def test_near_dedup_finds_edited_copies(dpo):
     rows = [_pair(r) for r in dpo[:8]]
@@ -136,6 +155,7 @@ def test_near_dedup_on_prompts_only(dpo):
 
 # ------------------------------------------------------------------ semantic
 
+
 def _unit(v):
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
@@ -158,8 +178,9 @@ def test_semantic_dedup_threshold_bad_vectors_and_clusters(dpo):
     assert json.loads(rm[0]["detail"])["cosine"] == pytest.approx(cos01, abs=1e-3)
     assert res.stats["bad_vectors"] == 2  # NaN and zero rows: kept, counted, never matched
     # above the pair's cosine nothing but the exact direction matches
-    assert D.semantic_dedup(t, v, threshold=(cos01 + 1) / 2).removed.column("record_id").to_pylist() == \
-        [rows[2]["record_id"]]
+    assert D.semantic_dedup(t, v, threshold=(cos01 + 1) / 2).removed.column("record_id").to_pylist() == [
+        rows[2]["record_id"]
+    ]
     # within clusters: rows 0 and 1 in different clusters are not compared
     res = D.semantic_dedup(t, v, threshold=0.95, within=np.array(["a", "b", "a", "c", "c", "c"]))
     assert res.removed.column("record_id").to_pylist() == [rows[2]["record_id"]]
@@ -176,8 +197,12 @@ def test_similar_pairs_blockwise_equals_brute_force(grouped):
     groups = rng.integers(0, 4, 72) if grouped else None
     xn = _unit(x)
     sim = xn @ xn.T
-    want = {(i, j) for i in range(72) for j in range(i + 1, 72) if sim[i, j] >= 0.9
-            and (groups is None or groups[i] == groups[j])}
+    want = {
+        (i, j)
+        for i in range(72)
+        for j in range(i + 1, 72)
+        if sim[i, j] >= 0.9 and (groups is None or groups[i] == groups[j])
+    }
     assert want  # the data has pairs to find
     for block in (5, 16, 1000):  # tiles, packing of small groups, one block
         pairs, cos = D.similar_pairs(x, 0.9, groups, block=block)
@@ -187,13 +212,27 @@ def test_similar_pairs_blockwise_equals_brute_force(grouped):
 
 # ------------------------------------------------------------------ pair-aware rules
 
+
 def test_near_identical_pairs():
-    rows = [R.pairwise([u("q1")], [a("The answer is 42.")], [a("the answer is 42!")]),
-            R.pairwise([u("q2")], [a("Paris is the capital of France.")], [a("I don't know.")]),
-            R.pairwise([u("q3")], [a("Sure. Step one: preheat the oven to 200C. Step two: knead the dough for ten "
-                                     "minutes. Step three: bake for 20 minutes and let it cool on a rack.")],
-                       [a("Sure. Step one: preheat the oven to 200C. Step two: knead the dough for ten "
-                          "minutes. Step three: bake for 25 minutes and let it cool on a rack.")])]
+    rows = [
+        R.pairwise([u("q1")], [a("The answer is 42.")], [a("the answer is 42!")]),
+        R.pairwise([u("q2")], [a("Paris is the capital of France.")], [a("I don't know.")]),
+        R.pairwise(
+            [u("q3")],
+            [
+                a(
+                    "Sure. Step one: preheat the oven to 200C. Step two: knead the dough for ten "
+                    "minutes. Step three: bake for 20 minutes and let it cool on a rack."
+                )
+            ],
+            [
+                a(
+                    "Sure. Step one: preheat the oven to 200C. Step two: knead the dough for ten "
+                    "minutes. Step three: bake for 25 minutes and let it cool on a rack."
+                )
+            ],
+        ),
+    ]
     t = table(rows)
     res = D.near_identical_pairs(t, threshold=0.9)
     _check_removals(res, 3)
@@ -208,8 +247,12 @@ def test_near_identical_pairs():
 
 
 def _prompt_rows():
-    ps = ["What is the capital city of France and why?", "What is the capitol city of France and why?",
-          "How do I fix a flat bicycle tyre on the road?", "Write a haiku about autumn leaves falling."]
+    ps = [
+        "What is the capital city of France and why?",
+        "What is the capitol city of France and why?",
+        "How do I fix a flat bicycle tyre on the road?",
+        "Write a haiku about autumn leaves falling.",
+    ]
     rows = []
     for k, p in enumerate(ps):
         for j in range(k + 1):  # 1, 2, 3, 4 responses per prompt

@@ -1,5 +1,6 @@
 """Embedder with the real all-MiniLM-L6-v2 on ~20 texts, each embedded once (a second pass would be ~1 s/text
 on this shared CPU); the cache, sort and truncation checks all reuse that one computation."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from curation.embed import EmbedResult, Embedder, ModelNotFound, embed_cached
+from curation.embed import Embedder, EmbedResult, ModelNotFound, embed_cached
 from warehouse.embeddings import EmbeddingStore
 
 DATA = Path(__file__).resolve().parents[2] / "examples" / "data"
@@ -46,8 +47,9 @@ def run(tmp_path_factory):
         first = embed_cached(store, emb, texts, "prompt")
     finally:
         del model.encode
-    return SimpleNamespace(emb=emb, texts=texts, n_long=n_long, store=store, first=first, batches=batches,
-                           calls=emb.calls)
+    return SimpleNamespace(
+        emb=emb, texts=texts, n_long=n_long, store=store, first=first, batches=batches, calls=emb.calls
+    )
 
 
 def test_shape_dtype_and_unit_norm(run):
@@ -133,7 +135,7 @@ def test_missing_model_is_a_clear_error(tmp_path, monkeypatch):
 
 def test_very_long_text_is_cut_before_tokenising_without_changing_its_vector(run):
     """A tokenizer reads a whole 1 MB text before truncating it; the Embedder cuts it first, exactly."""
-    huge = " ".join(run.texts[len(MEAL):len(MEAL) + 13]) * 600  # ~1 MB of real instructions and outputs
+    huge = " ".join(run.texts[len(MEAL) : len(MEAL) + 13]) * 600  # ~1 MB of real instructions and outputs
     assert len(huge) > 1_000_000
     cut = run.emb._clip_long([huge, "short"])
     assert len(cut[0]) <= run.emb.window * 32 and huge.startswith(cut[0]) and cut[1] == "short"

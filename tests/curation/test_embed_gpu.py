@@ -4,6 +4,7 @@ Skipped without a GPU (tests/conftest.py). ``$PREFMILL_EMBED_MODEL`` may point a
 (the GPU machine has no offline package); the same folder serves both devices, so differences come from the
 device and precision alone.
 """
+
 from __future__ import annotations
 
 import json

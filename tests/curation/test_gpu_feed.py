@@ -2,6 +2,7 @@
 
 The CUDA-specific parts (pinned memory, fp16) run in tests/curation/test_embed_gpu.py on a GPU machine.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,7 +40,7 @@ def texts() -> list[str]:
 def test_single_pass_matches_encode_and_counts_truncation(model, texts):
     assert gpu_feed.single_pass_ok(model, texts[:4])
     order = np.argsort(-np.array([len(t) for t in texts]), kind="stable")
-    batches = [order[s:s + 5] for s in range(0, len(texts), 5)]  # uneven last batch
+    batches = [order[s : s + 5] for s in range(0, len(texts), 5)]  # uneven last batch
     vec, truncated = gpu_feed.encode_pipelined(model, texts, batches, workers=2, ahead=1)
     ref = model.encode([texts[i] for i in order], batch_size=5, normalize_embeddings=False)
     np.testing.assert_allclose(vec, ref, atol=1e-5)
@@ -47,12 +48,19 @@ def test_single_pass_matches_encode_and_counts_truncation(model, texts):
 
 
 def test_refused_when_inputs_would_differ_from_preprocess(model):
-    prefixing = SimpleNamespace(tokenizer=model.tokenizer, max_seq_length=model.max_seq_length,
-                                default_prompt_name=None,  # a module that edits texts before tokenising
-                                preprocess=lambda t: model.preprocess(["query: " + x for x in t]))
+    prefixing = SimpleNamespace(
+        tokenizer=model.tokenizer,
+        max_seq_length=model.max_seq_length,
+        default_prompt_name=None,  # a module that edits texts before tokenising
+        preprocess=lambda t: model.preprocess(["query: " + x for x in t]),
+    )
     assert not gpu_feed.single_pass_ok(prefixing, ["the same text"])
-    prompted = SimpleNamespace(tokenizer=model.tokenizer, max_seq_length=model.max_seq_length,
-                               default_prompt_name="query", preprocess=model.preprocess)
+    prompted = SimpleNamespace(
+        tokenizer=model.tokenizer,
+        max_seq_length=model.max_seq_length,
+        default_prompt_name="query",
+        preprocess=model.preprocess,
+    )
     assert not gpu_feed.single_pass_ok(prompted, ["anything"])
     with pytest.raises(RuntimeError, match="single_pass_ok"):
         gpu_feed.encode_pipelined(prompted, ["anything"], [np.array([0])])

@@ -24,7 +24,7 @@ def planted(seed=0, d=16, users=20, per=30, scale=6.0):
     w_a = rng.normal(size=d)
     w_a *= scale / np.linalg.norm(w_a)
     w_b = w_a.copy()
-    w_b[d // 2:] *= -1
+    w_b[d // 2 :] *= -1
     diffs, keys, truth = [], [], {}
     for g, w in enumerate((w_a, w_b)):
         for u in range(users):
@@ -113,8 +113,14 @@ def test_keys_can_be_ints_and_grouping_key_is_recorded():
 
 @pytest.mark.parametrize(
     "kw, match",
-    [({"k": 0}, "positive"), ({"k": 41}, "only 40"), ({"iters": 0}, "iters"), ({"init": "kmeans"}, "init"),
-     ({"method": "vb"}, "method"), ({"n_init": 0}, "n_init")],
+    [
+        ({"k": 0}, "positive"),
+        ({"k": 41}, "only 40"),
+        ({"iters": 0}, "iters"),
+        ({"init": "kmeans"}, "init"),
+        ({"method": "vb"}, "method"),
+        ({"n_init": 0}, "n_init"),
+    ],
 )
 def test_bad_parameters(kw, match):
     d, keys, _, _ = planted(0)

@@ -138,8 +138,16 @@ def test_nan_inf_zero_rows_are_refused_with_a_count(row):
         isa_scores(x)
 
 
-@pytest.mark.parametrize("kw", [{"gmm_components": 0}, {"n_components_pca": 0}, {"gmm_components": 1.5},
-                                {"covariance_type": "banana"}, {"max_fit_rows": 5}])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"gmm_components": 0},
+        {"n_components_pca": 0},
+        {"gmm_components": 1.5},
+        {"covariance_type": "banana"},
+        {"max_fit_rows": 5},
+    ],
+)
 def test_bad_parameters(kw):
     with pytest.raises(CurationError):
         isa_scores(mixture(), **kw)

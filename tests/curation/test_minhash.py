@@ -1,4 +1,5 @@
 """Vectorised MinHash: datasketch-identical signatures, planted near-dups found, distinct texts kept apart."""
+
 from __future__ import annotations
 
 import gzip
@@ -27,7 +28,7 @@ def _hh_dialogues(n: int) -> list[str]:
 
 def _py_shingles(text: str, n: int = 5) -> set:
     w = _PUNCT.sub(" ", text.lower()).split()
-    return {tuple(w[i:i + n]) for i in range(max(1, len(w) - n + 1))} if w else set()
+    return {tuple(w[i : i + n]) for i in range(max(1, len(w) - n + 1))} if w else set()
 
 
 def _py_jaccard(a: str, b: str) -> float:
@@ -72,14 +73,13 @@ def test_word_shingles_and_exact_jaccard_match_python_sets(docs):
 def _variants(doc: str, rng: random.Random) -> dict[str, str]:
     words = doc.split(" ")
     k = rng.randrange(1, len(words) - 1)
-    typo = words[:k] + [words[k][::-1] + "x"] + words[k + 1:]
+    typo = words[:k] + [words[k][::-1] + "x"] + words[k + 1 :]
     sents = re.split(r"(?<=[.?!])\s+", doc)
     swapped = sents
     if len(sents) >= 6:
         j = rng.randrange(1, len(sents) - 2)
-        swapped = sents[:j] + [sents[j + 1], sents[j]] + sents[j + 2:]
-    return {"typo": " ".join(typo), "space": "  ".join(doc.split()) + "\n", "reorder": " ".join(swapped),
-            "exact": doc}
+        swapped = sents[:j] + [sents[j + 1], sents[j]] + sents[j + 2 :]
+    return {"typo": " ".join(typo), "space": "  ".join(doc.split()) + "\n", "reorder": " ".join(swapped), "exact": doc}
 
 
 def test_planted_near_duplicates_found_and_distinct_docs_kept_apart(docs):
@@ -116,7 +116,7 @@ def test_planted_near_duplicates_found_and_distinct_docs_kept_apart(docs):
 def test_lsh_params_reach_the_recall_target():
     b, r = mh.lsh_params(0.8, 128)
     assert b * r <= 128
-    curve = lambda s, b, r: 1 - (1 - s ** r) ** b  # noqa: E731
+    curve = lambda s, b, r: 1 - (1 - s**r) ** b  # noqa: E731
     assert curve(0.8, b, r) >= 0.97
     assert curve(0.8, b, r) > curve(0.8, 9, 13) + 0.3  # datasketch's own pick finds ~40% at J = 0.8
     assert curve(0.3, b, r) < 0.01  # unrelated texts rarely become candidates
@@ -132,8 +132,11 @@ def test_empty_and_very_short_texts():
     assert res.cluster_id[3] != res.cluster_id[5]
     empty = mh.near_duplicate_clusters([])
     assert empty.cluster_id.shape == (0,) and empty.pairs.shape == (0, 2)
-    assert mh.near_duplicate_clusters(pa.array(["same text here", None, "same text here"])).cluster_id.tolist() \
-        == [0, 1, 0]
+    assert mh.near_duplicate_clusters(pa.array(["same text here", None, "same text here"])).cluster_id.tolist() == [
+        0,
+        1,
+        0,
+    ]
 
 
 def test_char_ngrams_catch_typos_in_short_texts():

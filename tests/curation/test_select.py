@@ -21,8 +21,18 @@ def clusters(n_clusters=10, per=40, d=16, seed=0):
 
 
 # ---- budget ------------------------------------------------------------------------------
-@pytest.mark.parametrize("budget, n, want", [(0.1, 1000, 100), (1.0, 7, 7), (0.001, 10, 1), (0.25, 10, 3),
-                                             (5, 10, 5), (np.int64(10), 10, 10), (np.float32(0.5), 4, 2)])
+@pytest.mark.parametrize(
+    "budget, n, want",
+    [
+        (0.1, 1000, 100),
+        (1.0, 7, 7),
+        (0.001, 10, 1),
+        (0.25, 10, 3),
+        (5, 10, 5),
+        (np.int64(10), 10, 10),
+        (np.float32(0.5), 4, 2),
+    ],
+)
 def test_resolve_budget(budget, n, want):
     assert resolve_budget(budget, n) == want
 
@@ -147,8 +157,11 @@ def test_strata_keep_their_share_and_the_minority_survives(method):
     # the minority is placed inside the dense cluster: without strata ISA would skip it entirely
     strata = np.array(["minority"] * 15 + ["web"] * 600 + ["forum"] * 385)
     r = select(method, x, 0.05, strata=strata, seed=0)
-    assert r.strata == {"forum": {"valid": 385, "selected": 19}, "minority": {"valid": 15, "selected": 1},
-                        "web": {"valid": 600, "selected": 30}}
+    assert r.strata == {
+        "forum": {"valid": 385, "selected": 19},
+        "minority": {"valid": 15, "selected": 1},
+        "web": {"valid": 600, "selected": 30},
+    }
     assert r.selected.sum() == 50
 
 
@@ -214,8 +227,15 @@ def test_random_is_seeded():
     assert not np.array_equal(a, c)
 
 
-@pytest.mark.parametrize("kw, match", [({"method": "best"}, "method"), ({"mode": "greedy"}, "mode"),
-                                       ({"direction": "up"}, "direction"), ({"temperature": 0}, "temperature")])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"method": "best"}, "method"),
+        ({"mode": "greedy"}, "mode"),
+        ({"direction": "up"}, "direction"),
+        ({"temperature": 0}, "temperature"),
+    ],
+)
 def test_bad_options(kw, match):
     args = {"method": "isa", "vectors": pool(100), "budget": 0.1} | kw
     with pytest.raises(CurationError, match=match):

@@ -1,4 +1,5 @@
 """Curation as a run on real bundled pairs: a child version, removals with reasons, cached embeddings."""
+
 import pytest
 
 from curation.errors import CurationError

@@ -1,4 +1,5 @@
 """The Prefect flows, run ephemerally (no server), and the cron deployment `prefmill serve` runs."""
+
 import pytest
 
 from tests.conftest import DATA
@@ -25,14 +26,22 @@ def test_ingest_flow_runs_and_exports(prefect_home, tmp_path):
     from warehouse import Warehouse
 
     out = tmp_path / "export"
-    summary = ingest_flow(paths=[str(DATA / "pandalm_testset/testset-v1.json")], format_name="pandalm",
-                          dataset="panda", warehouse=str(tmp_path / "wh"), export_format="trl-dpo",
-                          export_dir=str(out))
+    summary = ingest_flow(
+        paths=[str(DATA / "pandalm_testset/testset-v1.json")],
+        format_name="pandalm",
+        dataset="panda",
+        warehouse=str(tmp_path / "wh"),
+        export_format="trl-dpo",
+        export_dir=str(out),
+    )
     assert summary["rows_read"] == summary["rows_kept"] + summary["rows_rejected"] + summary["rows_duplicate"]
     assert summary["version_id"] and summary["export"]["version_id"] == summary["version_id"]
     assert (out / "README.md").exists()
-    run = Warehouse(tmp_path / "wh").query(
-        f"SELECT status, params FROM runs WHERE run_id = '{summary['run_id']}'").to_pylist()[0]
+    run = (
+        Warehouse(tmp_path / "wh")
+        .query(f"SELECT status, params FROM runs WHERE run_id = '{summary['run_id']}'")
+        .to_pylist()[0]
+    )
     assert run["status"] == "committed" and "prefect" in run["params"]
 
 
@@ -45,10 +54,12 @@ def test_drop_folder_flow_is_idempotent(prefect_home, tmp_path):
     drop = tmp_path / "drop"
     drop.mkdir()
     shutil.copy(DATA / "oasst_en_100_trees/en_100_tree.jsonl", drop / "a.jsonl")
-    first = drop_folder_flow(drop_folder=str(drop), format_name="oasst", dataset="nightly",
-                             warehouse=str(tmp_path / "wh"))
-    second = drop_folder_flow(drop_folder=str(drop), format_name="oasst", dataset="nightly",
-                              warehouse=str(tmp_path / "wh"))
+    first = drop_folder_flow(
+        drop_folder=str(drop), format_name="oasst", dataset="nightly", warehouse=str(tmp_path / "wh")
+    )
+    second = drop_folder_flow(
+        drop_folder=str(drop), format_name="oasst", dataset="nightly", warehouse=str(tmp_path / "wh")
+    )
     assert first["rows_kept"] > 0 and second["rows_kept"] == 0
     assert second["rows_duplicate"] == first["rows_kept"]
     assert len(Warehouse(tmp_path / "wh").versions("nightly")) == 1
@@ -60,8 +71,16 @@ def test_drop_folder_flow_is_idempotent(prefect_home, tmp_path):
 def test_serve_builds_a_cron_deployment():
     from flows.ingest_flow import drop_folder_deployment
 
-    dep = drop_folder_deployment("nightly-ingest", "0 2 * * *", drop_folder="/data/in", format_name="trl",
-                                 dataset="prod", pattern="*.jsonl", mapping=None, warehouse="/wh")
+    dep = drop_folder_deployment(
+        "nightly-ingest",
+        "0 2 * * *",
+        drop_folder="/data/in",
+        format_name="trl",
+        dataset="prod",
+        pattern="*.jsonl",
+        mapping=None,
+        warehouse="/wh",
+    )
     assert dep.name == "nightly-ingest"
     crons = [getattr(s.schedule, "cron", None) for s in dep.schedules]
     assert crons == ["0 2 * * *"]

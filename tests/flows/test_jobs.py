@@ -1,4 +1,5 @@
 """Ingest → validate → commit as one run, against a real warehouse on the bundled data."""
+
 import json
 
 import pytest
@@ -18,7 +19,9 @@ SOURCES = [
 
 
 @pytest.fixture(scope="module")
-def loaded(tmp_path_factory, ):
+def loaded(
+    tmp_path_factory,
+):
     from tests.conftest import DATA
 
     wh = Warehouse(tmp_path_factory.mktemp("wh"))

@@ -1,4 +1,5 @@
 """`judge_dataset`: a real warehouse, the real Beam step and the fake OpenAI server answering as a judge."""
+
 import json
 
 import pytest
@@ -33,8 +34,9 @@ def _quarantine(wh, run_id):
 def test_judge_publishes_verdicts_and_counts_add_up_with_faults(judge_server, wh):
     srv = judge_server(fault_rate=0.2, faults=("http_500", "http_429", "drop", "garbage"))
     parent = make_pairs_dataset(wh, "prefs", 40, tie_every=10)
-    rep = judge_dataset(wh, "prefs", srv.url, "fake-judge", concurrency=8, batch_rows=16,
-                        engine_options={**FAST, "max_retries": 0})
+    rep = judge_dataset(
+        wh, "prefs", srv.url, "fake-judge", concurrency=8, batch_rows=16, engine_options={**FAST, "max_retries": 0}
+    )
     assert rep.commit.status == "committed" and rep.commit.parent_version == parent
     table = wh.read("prefs", "pairwise")
     assert table.num_rows == 40 and set(VERDICT_COLUMNS) <= set(table.column_names)
@@ -59,8 +61,17 @@ def test_budget_cap_stops_cleanly_and_a_rerun_resumes_from_the_cache(judge_serve
     srv = judge_server(latency_s=0.02)
     make_pairs_dataset(wh, "prefs", 20)
     # $3600/GPU-hour = $1 per busy second: each request costs at least its 20 ms of latency.
-    first = judge_dataset(wh, "prefs", srv.url, "fake-judge", concurrency=1, max_usd=0.1,
-                          gpu_usd_per_hour=3600, batch_rows=8, engine_options=FAST)
+    first = judge_dataset(
+        wh,
+        "prefs",
+        srv.url,
+        "fake-judge",
+        concurrency=1,
+        max_usd=0.1,
+        gpu_usd_per_hour=3600,
+        batch_rows=8,
+        engine_options=FAST,
+    )
     assert first.budget_exhausted and first.commit.status == "committed"
     c1 = first.counts
     assert c1.rows_judged + c1.rows_rejected == 20 and c1.reasons["budget_exhausted"] == c1.rows_rejected > 0
@@ -71,8 +82,17 @@ def test_budget_cap_stops_cleanly_and_a_rerun_resumes_from_the_cache(judge_serve
     srv.wait_idle()
     answered = c1.engine["sent"]
 
-    second = judge_dataset(wh, "prefs", srv.url, "fake-judge", concurrency=4, max_usd=100,
-                           gpu_usd_per_hour=3600, batch_rows=8, engine_options=FAST)
+    second = judge_dataset(
+        wh,
+        "prefs",
+        srv.url,
+        "fake-judge",
+        concurrency=4,
+        max_usd=100,
+        gpu_usd_per_hour=3600,
+        batch_rows=8,
+        engine_options=FAST,
+    )
     assert not second.budget_exhausted and second.counts.rows_judged == 20
     assert second.parent_version == first.commit.version_id
     assert second.metrics["judge"]["cache_hits"] == answered
@@ -127,7 +147,8 @@ def test_judge_flow_through_prefect(judge_server, wh, tmp_path, monkeypatch):
 
     srv = judge_server()
     make_pairs_dataset(wh, "prefs", 6)
-    out = judge_flow(dataset="prefs", base_url=srv.url, model="fake-judge", warehouse=str(wh.root),
-                     options={"engine_options": FAST})
+    out = judge_flow(
+        dataset="prefs", base_url=srv.url, model="fake-judge", warehouse=str(wh.root), options={"engine_options": FAST}
+    )
     assert out["status"] == "committed" and out["rows_judged"] == 6 and out["cache_misses"] == 12
     assert _run(wh, out["run_id"])["status"] == "committed"

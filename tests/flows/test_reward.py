@@ -1,4 +1,5 @@
 """Reward model and annotator groups as warehouse runs, on the real PandaLM annotators."""
+
 import json
 
 import pytest

@@ -1,5 +1,6 @@
 """`synthesize`: each method end to end into a real warehouse — scripted engines for the methods'
 logic (fast, rows guaranteed), the fake OpenAI server for the HTTP path: cache resume, budget, outage."""
+
 import json
 import math
 from collections import defaultdict
@@ -26,11 +27,13 @@ def wh(tmp_path):
 @pytest.fixture
 def prompts_file(tmp_path):
     p = tmp_path / "prompts.jsonl"
-    lines = [json.dumps({"prompt": "How do I brew green tea?"}),
-             "{not json",
-             json.dumps({"prompt": [{"role": "user", "content": "Name a prime number."}]}),
-             json.dumps({"question": "no prompt field"}),
-             json.dumps({"prompt": 7})]
+    lines = [
+        json.dumps({"prompt": "How do I brew green tea?"}),
+        "{not json",
+        json.dumps({"prompt": [{"role": "user", "content": "Name a prime number."}]}),
+        json.dumps({"question": "no prompt field"}),
+        json.dumps({"prompt": 7}),
+    ]
     p.write_text("\n".join(lines) + "\n")
     return p
 
@@ -66,8 +69,15 @@ def test_cyclealign_end_to_end(wh, prompts_file):
 
     policy = ScriptedEngine(lambda req, text: list(CANDS), logprob=LOGP, model="policy")
     judge = ScriptedEngine(rank, model="judge")
-    rep = synthesize(wh, "cyclealign", "synth", prompts_file=str(prompts_file), config={"rounds": 2},
-                     engines={"policy": policy, "judge": judge}, embed=bag_of_words_embed)
+    rep = synthesize(
+        wh,
+        "cyclealign",
+        "synth",
+        prompts_file=str(prompts_file),
+        config={"rounds": 2},
+        engines={"policy": policy, "judge": judge},
+        embed=bag_of_words_embed,
+    )
     assert rep.commit.status == "committed" and rep.prompts == 2 and rep.prompt_rejects == 3
     run, q, metrics = _check_run(wh, rep, "cyclealign")
     assert sorted(r["reason"] for r in q if r["step"] == "prompts") == ["bad_type", "invalid_json", "missing_field"]
@@ -109,15 +119,19 @@ def test_scir_end_to_end_with_diagnostics_in_the_quarantine(wh):
 
 
 GOOD, BAD = "Here is a clear and correct answer", "Some rambling text that misses the point"
-BATCH = (" Give three tips for saving money on groceries.\n6. Input:\n<noinput>\n###\n"
-         "7. Instruction: Classify the tone of this email as formal or casual.\n7. Input:\nDear Sir,\n###\n"
-         "8. Instruction: Name")
+BATCH = (
+    " Give three tips for saving money on groceries.\n6. Input:\n<noinput>\n###\n"
+    "7. Instruction: Classify the tone of this email as formal or casual.\n7. Input:\nDear Sir,\n###\n"
+    "8. Instruction: Name"
+)
 
 
 def test_isheep_end_to_end_from_a_seed_file(wh, tmp_path):
     seeds = tmp_path / "seeds.jsonl"
-    rows = [{"instruction": f"Seed task number {i} asks something useful", "instances": [{"input": "", "output": "x"}]}
-            for i in range(6)] + [{"instruction": "no instances"}]
+    rows = [
+        {"instruction": f"Seed task number {i} asks something useful", "instances": [{"input": "", "output": "x"}]}
+        for i in range(6)
+    ] + [{"instruction": "no instances"}]
     seeds.write_text("\n".join(json.dumps(r) for r in rows) + "\n{oops\n")
 
     def answer(req, text):
@@ -129,8 +143,15 @@ def test_isheep_end_to_end_from_a_seed_file(wh, tmp_path):
             return "10||fine"
         return [GOOD, BAD]
 
-    rep = synthesize(wh, "isheep", "synth", seeds_file=str(seeds), limit=2, config={"max_batches": 1},
-                     engines={"policy": ScriptedEngine(answer, model="gen-0")})
+    rep = synthesize(
+        wh,
+        "isheep",
+        "synth",
+        seeds_file=str(seeds),
+        limit=2,
+        config={"max_batches": 1},
+        engines={"policy": ScriptedEngine(answer, model="gen-0")},
+    )
     run, q, metrics = _check_run(wh, rep, "isheep")
     sft, pairs = _shape_rows(wh, "synth", "binary"), _shape_rows(wh, "synth", "pairwise")
     assert len(sft) == 2 and all(r["label"] and r["policy"] == "isheep:sft" for r in sft)
@@ -145,13 +166,25 @@ def test_isheep_end_to_end_from_a_seed_file(wh, tmp_path):
 
 def _pset(style, bk, inf, harm):
     picks = {"Style": style, "Background knowledge": bk, "Informativeness": inf, "Harmlessness": harm}
-    return {"preferences": [{"dimension": d, "subdimension": s, "preference": f"{s} first",
-                             "description": f"The reply favours {s.lower()} ({d})."} for d, s in picks.items()]}
+    return {
+        "preferences": [
+            {
+                "dimension": d,
+                "subdimension": s,
+                "preference": f"{s} first",
+                "description": f"The reply favours {s.lower()} ({d}).",
+            }
+            for d, s in picks.items()
+        ]
+    }
 
 
 def test_multifaceted_end_to_end(wh, tmp_path):
-    sets = [_pset("Clarity", "Novice", "Depth", "Safety"), _pset("Tone", "Expert", "Depth", "Safety"),
-            _pset("Clarity", "Expert", "Creativity", "Morality")]
+    sets = [
+        _pset("Clarity", "Novice", "Depth", "Safety"),
+        _pset("Tone", "Expert", "Depth", "Safety"),
+        _pset("Clarity", "Expert", "Creativity", "Morality"),
+    ]
     calls = defaultdict(int)
 
     def answer(req, text):
@@ -164,8 +197,12 @@ def test_multifaceted_end_to_end(wh, tmp_path):
         return f"Reply to [{text}] under [{req.messages[0][1]}]"
 
     p = tmp_path / "p.jsonl"
-    p.write_text(json.dumps({"prompt": "Plan a picnic."}) + "\n" +
-                 json.dumps({"prompt": [{"role": "system", "content": "S"}, {"role": "user", "content": "Hi"}]}) + "\n")
+    p.write_text(
+        json.dumps({"prompt": "Plan a picnic."})
+        + "\n"
+        + json.dumps({"prompt": [{"role": "system", "content": "S"}, {"role": "user", "content": "Hi"}]})
+        + "\n"
+    )
     rep = synthesize(wh, "multifaceted", "synth", prompts_file=str(p), engines={"policy": ScriptedEngine(answer)})
     run, q, _ = _check_run(wh, rep, "multifaceted")
     assert len(_shape_rows(wh, "synth", "binary")) == 3 and len(_shape_rows(wh, "synth", "pairwise")) == 1
@@ -173,8 +210,9 @@ def test_multifaceted_end_to_end(wh, tmp_path):
 
 
 def test_everything_dropped_is_a_clear_no_change(wh, prompts_file):
-    rep = synthesize(wh, "scir", "synth", prompts_file=str(prompts_file),
-                     engines={"policy": ScriptedEngine(lambda req, text: None)})
+    rep = synthesize(
+        wh, "scir", "synth", prompts_file=str(prompts_file), engines={"policy": ScriptedEngine(lambda req, text: None)}
+    )
     assert rep.commit.status == "no_change" and rep.commit.version_id is None and rep.counts.rows_kept == 0
     run, q, _ = _check_run(wh, rep, "scir")
     assert run["rows_kept"] == 0 and {r["reason"] for r in q if r["step"] == "scir"} == {"sample_scripted_failure"}
@@ -189,8 +227,14 @@ def test_rows_failing_validation_are_quarantined_and_a_bad_batch_stops_the_commi
         return ["good answer", huge.strip()]
 
     with pytest.raises(ValidationFailed, match="reject"):  # every pair is invalid: over the batch's reject rate
-        synthesize(wh, "scir", "synth", prompts_file=str(prompts_file), config={"n_samples": 2},
-                   engines={"policy": ScriptedEngine(answer)})
+        synthesize(
+            wh,
+            "scir",
+            "synth",
+            prompts_file=str(prompts_file),
+            config={"n_samples": 2},
+            engines={"policy": ScriptedEngine(answer)},
+        )
     run = wh.query("SELECT status, run_id FROM runs").to_pylist()[0]
     assert run["status"] == "failed" and "synth" not in wh.datasets().column("dataset").to_pylist()
     q = wh.query(f"SELECT reason FROM quarantine WHERE run_id = '{run['run_id']}' AND step = 'validate'").to_pylist()
@@ -208,8 +252,15 @@ def test_bad_arguments_are_clear_errors(wh, prompts_file):
     with pytest.raises(GeneratorError, match="unknown scir setting"):
         synthesize(wh, "scir", "synth", prompts_file=str(prompts_file), config={"nope": 1}, engines=eng)
     with pytest.raises(GeneratorError, match="takes no --reference"):
-        synthesize(wh, "cyclealign", "synth", url="http://x", model="m", reference_url="http://y",
-                   prompts_file=str(prompts_file))
+        synthesize(
+            wh,
+            "cyclealign",
+            "synth",
+            url="http://x",
+            model="m",
+            reference_url="http://y",
+            prompts_file=str(prompts_file),
+        )
     with pytest.raises(GeneratorError, match="not found"):
         synthesize(wh, "scir", "synth", prompts_file="/nonexistent.jsonl", engines=eng)
     assert not wh.layout.exists()  # nothing was started: not even a run record
@@ -217,9 +268,20 @@ def test_bad_arguments_are_clear_errors(wh, prompts_file):
 
 # ---------------------------------------------------------------------------------------- the HTTP path
 
+
 def _scir_http(wh, srv, **kw):
-    return synthesize(wh, "scir", "synth", url=srv.url, model="fake-judge", prompts_file=kw.pop("prompts_file"),
-                      config={"n_samples": 3, "max_tokens": 16}, engine_options=FAST, concurrency=4, **kw)
+    return synthesize(
+        wh,
+        "scir",
+        "synth",
+        url=srv.url,
+        model="fake-judge",
+        prompts_file=kw.pop("prompts_file"),
+        config={"n_samples": 3, "max_tokens": 16},
+        engine_options=FAST,
+        concurrency=4,
+        **kw,
+    )
 
 
 def test_scir_over_http_rerun_hits_the_cache_and_sends_nothing(judge_server, wh, prompts_file):
@@ -287,8 +349,15 @@ def test_server_lost_midway_fails_the_run_then_resumes_elsewhere(make_fake_serve
 
 def test_unreachable_server_is_a_clear_error_and_a_failed_run(wh, prompts_file):
     with pytest.raises(EngineUnreachable, match="cannot reach"):
-        synthesize(wh, "multifaceted", "synth", url="http://127.0.0.1:9", model="m", prompts_file=str(prompts_file),
-                   engine_options={**FAST, "max_retries": 0})
+        synthesize(
+            wh,
+            "multifaceted",
+            "synth",
+            url="http://127.0.0.1:9",
+            model="m",
+            prompts_file=str(prompts_file),
+            engine_options={**FAST, "max_retries": 0},
+        )
     assert wh.query("SELECT status FROM runs").to_pylist() == [{"status": "failed"}]
 
 
@@ -298,14 +367,23 @@ def test_the_four_prefect_flows(judge_server, wh, prompts_file, tmp_path, monkey
     import flows.synthesize as fs
 
     srv = judge_server()
-    small = {"cyclealign": {"rounds": 1, "n_candidates": 2, "dynamic_k": 0, "max_tokens": 8},
-             "scir": {"n_samples": 3, "max_tokens": 8}, "isheep": {"max_batches": 1, "max_tokens": 8},
-             "multifaceted": {"sets_per_instruction": 2, "max_tokens": 8}}
+    small = {
+        "cyclealign": {"rounds": 1, "n_candidates": 2, "dynamic_k": 0, "max_tokens": 8},
+        "scir": {"n_samples": 3, "max_tokens": 8},
+        "isheep": {"max_batches": 1, "max_tokens": 8},
+        "multifaceted": {"sets_per_instruction": 2, "max_tokens": 8},
+    }
     for method, cfg in small.items():
         flow = getattr(fs, f"{method}_flow")
-        out = flow(dataset=f"synth-{method}", url=srv.url, model="fake-judge", warehouse=str(wh.root),
-                   prompts_file=None if method == "isheep" else str(prompts_file), limit=2,
-                   options={"config": cfg, "engine_options": FAST})
+        out = flow(
+            dataset=f"synth-{method}",
+            url=srv.url,
+            model="fake-judge",
+            warehouse=str(wh.root),
+            prompts_file=None if method == "isheep" else str(prompts_file),
+            limit=2,
+            options={"config": cfg, "engine_options": FAST},
+        )
         assert out["rows_read"] == out["rows_kept"] + out["rows_rejected"] + out["rows_duplicate"], out
         assert out["status"] in ("committed", "no_change") and (out["version_id"] is None) == (out["rows_kept"] == 0)
     assert out["method"] == "multifaceted"

@@ -4,6 +4,7 @@ The vLLM env is created by judges.vllm_env.ensure() (cached per machine). Tests 
 when that env cannot be created (e.g. no access to PyPI); with CI or PREFMILL_REQUIRE_VLLM set
 that is a failure instead.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,9 @@ def vllm_server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("vllm")
     model = build_tiny_model(tmp / "tiny-gpt2", seed=0)
     # --max-logprobs -1 lets a test ask for the full next-token distribution (cross-check vs transformers).
-    handle = vllm_env.serve(model, env=env, extra_args=["--max-logprobs", "-1"], log_path=tmp / "vllm.log",
-                            timeout_s=900)
+    handle = vllm_env.serve(
+        model, env=env, extra_args=["--max-logprobs", "-1"], log_path=tmp / "vllm.log", timeout_s=900
+    )
     try:
         yield VllmServer(handle.url, handle.base_url, handle.model, model, handle.log_path)
     finally:

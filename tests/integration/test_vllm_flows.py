@@ -4,6 +4,7 @@ The model's weights are random, so these check mechanics only: the jobs run, cou
 version is published or every drop is reported, and a rerun answers everything from the request
 cache. Kept small (2 prompts, a few tokens) so the whole file takes seconds once the server is up.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,14 @@ ENGINE = {"timeout_s": 300}
 # Small enough for the tiny model's 2048-token context (its BPE is close to character level).
 CONFIGS = {
     "scir": {"n_samples": 2, "max_tokens": 8, "min_confidence": 0.5},  # δ = ½: any verdict counts, so pairs are kept
-    "cyclealign": {"rounds": 1, "n_candidates": 2, "max_tokens": 8, "judge_max_tokens": 16, "dynamic_k": 0,
-                   "static_k": 1},
+    "cyclealign": {
+        "rounds": 1,
+        "n_candidates": 2,
+        "max_tokens": 8,
+        "judge_max_tokens": 16,
+        "dynamic_k": 0,
+        "static_k": 1,
+    },
     "isheep": {"batch_size": 2, "max_batches": 1, "seeds_per_prompt": 2, "max_tokens": 16, "judge_max_tokens": 8},
     "multifaceted": {"sets_per_instruction": 2, "prefset_max_tokens": 96, "sysmsg_max_tokens": 16, "max_tokens": 8},
 }
@@ -45,8 +52,9 @@ def wh(tmp_path_factory):
 @pytest.fixture(scope="module")
 def prompts(tmp_path_factory):
     p = tmp_path_factory.mktemp("prompts") / "prompts.jsonl"
-    p.write_text("".join(json.dumps({"prompt": q}) + "\n" for q in ("What is the capital of France?",
-                                                                      "Name a prime number.")))
+    p.write_text(
+        "".join(json.dumps({"prompt": q}) + "\n" for q in ("What is the capital of France?", "Name a prime number."))
+    )
     return p
 
 
@@ -80,8 +88,15 @@ def test_judge_end_to_end_and_rerun_from_cache(vllm_server, wh):
 @pytest.mark.parametrize("method", list(CONFIGS))
 def test_synthesize_end_to_end_and_rerun_from_cache(vllm_server, wh, prompts, method):
     kw = {} if method == "isheep" else {"prompts_file": str(prompts)}  # isheep: the bundled seed tasks
-    args = dict(url=vllm_server.url, model=vllm_server.model, config=CONFIGS[method], limit=2, concurrency=4,
-                engine_options=ENGINE, **kw)
+    args = dict(
+        url=vllm_server.url,
+        model=vllm_server.model,
+        config=CONFIGS[method],
+        limit=2,
+        concurrency=4,
+        engine_options=ENGINE,
+        **kw,
+    )
     first = synthesize(wh, method, f"synth-{method}", **args)
     run = _counts_add_up(wh, first.run_id)
     e1 = first.metrics["synthesize"]["engine"]
@@ -107,9 +122,13 @@ def test_cli_llm_serve_tiny_serves_until_interrupted(tmp_path):
     """`prefmill llm serve --tiny` builds the model, serves it, and stops on Ctrl-C (a second vLLM process)."""
     port = 18000 + os.getpid() % 1000
     exe = str(Path(sys.executable).parent / "prefmill")
-    proc = subprocess.Popen([exe, "llm", "serve", str(tmp_path / "tiny"), "--tiny", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [exe, "llm", "serve", str(tmp_path / "tiny"), "--tiny", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
     reader.start()

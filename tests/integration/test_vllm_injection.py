@@ -3,6 +3,7 @@
 The weights are random, so the flip rates mean nothing about real judges: these tests check the mechanics
 (every comparison counted as judged or rejected, counts that add up, a JSON-able report) on real server answers.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,11 +15,20 @@ from judges.http_engine import HTTPEngine
 
 pytestmark = pytest.mark.vllm
 
-ITEMS = [("What is the capital of France?", "Paris.", "It is Lyon, I think."),
-         ("Name a prime number.", "7", "Eight, because it is even."),
-         ([{"role": "user", "content": "Say hello."}, {"role": "assistant", "content": "To whom?"},
-           {"role": "user", "content": "To me."}], "Hello to you!", "No."),
-         ("Give me a JSON object.", '{"ok": true}', "json is a format")]
+ITEMS = [
+    ("What is the capital of France?", "Paris.", "It is Lyon, I think."),
+    ("Name a prime number.", "7", "Eight, because it is even."),
+    (
+        [
+            {"role": "user", "content": "Say hello."},
+            {"role": "assistant", "content": "To whom?"},
+            {"role": "user", "content": "To me."},
+        ],
+        "Hello to you!",
+        "No.",
+    ),
+    ("Give me a JSON object.", '{"ok": true}', "json is a format"),
+]
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 """Fixtures for engine tests: a fake OpenAI-compatible server on 127.0.0.1 (random port, background thread)."""
+
 from __future__ import annotations
 
 import pytest

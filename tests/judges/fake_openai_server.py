@@ -13,6 +13,7 @@ Run standalone (the benchmark does, so client and server don't share a GIL):
     python -m tests.judges.fake_openai_server --latency-ms 5
 prints ``PORT <n>`` once listening; ``GET /_stats`` returns the counters as JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,13 @@ from dataclasses import dataclass, field
 import orjson
 
 FAULTS = ("http_500", "http_429", "timeout", "drop", "truncated", "garbage")
-_REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 429: b"Too Many Requests",
-            500: b"Internal Server Error"}
+_REASONS = {
+    200: b"OK",
+    400: b"Bad Request",
+    404: b"Not Found",
+    429: b"Too Many Requests",
+    500: b"Internal Server Error",
+}
 
 
 @dataclass
@@ -68,9 +74,17 @@ def answer_text(h: str, index: int = 0) -> str:
 
 def _logprobs_chat(text: str, top: int) -> dict:
     toks = text.split(" ")
-    return {"content": [{"token": t, "logprob": -0.1 * (i + 1), "bytes": list(t.encode()),
-                         "top_logprobs": [{"token": t, "logprob": -0.1 * (i + 1), "bytes": None}][:top]}
-                        for i, t in enumerate(toks)]}
+    return {
+        "content": [
+            {
+                "token": t,
+                "logprob": -0.1 * (i + 1),
+                "bytes": list(t.encode()),
+                "top_logprobs": [{"token": t, "logprob": -0.1 * (i + 1), "bytes": None}][:top],
+            }
+            for i, t in enumerate(toks)
+        ]
+    }
 
 
 def _logprobs_completion(text: str, top: int) -> dict:
@@ -79,9 +93,12 @@ def _logprobs_completion(text: str, top: int) -> dict:
     for t in toks:
         offs.append(pos)
         pos += len(t) + 1
-    return {"tokens": toks, "token_logprobs": [-0.1 * (i + 1) for i in range(len(toks))],
-            "top_logprobs": [{t: -0.1 * (i + 1)} for i, t in enumerate(toks)] if top else None,
-            "text_offset": offs}
+    return {
+        "tokens": toks,
+        "token_logprobs": [-0.1 * (i + 1) for i in range(len(toks))],
+        "top_logprobs": [{t: -0.1 * (i + 1)} for i, t in enumerate(toks)] if top else None,
+        "text_offset": offs,
+    }
 
 
 def completion_body(path: str, req: dict, h: str) -> dict:
@@ -105,10 +122,18 @@ def completion_body(path: str, req: dict, h: str) -> dict:
             if req.get("logprobs") is not None:
                 ch["logprobs"] = _logprobs_completion(text, int(req.get("logprobs") or 0))
         choices.append(ch)
-    return {"id": f"cmpl-{h}", "object": "chat.completion" if chat else "text_completion", "created": 0,
-            "model": req.get("model"), "choices": choices,
-            "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": completion_tokens,
-                      "total_tokens": len(prompt.split()) + completion_tokens}}
+    return {
+        "id": f"cmpl-{h}",
+        "object": "chat.completion" if chat else "text_completion",
+        "created": 0,
+        "model": req.get("model"),
+        "choices": choices,
+        "usage": {
+            "prompt_tokens": len(prompt.split()),
+            "completion_tokens": completion_tokens,
+            "total_tokens": len(prompt.split()) + completion_tokens,
+        },
+    }
 
 
 @dataclass
@@ -122,13 +147,18 @@ class Counts:
     max_in_flight: int = 0
 
     def as_dict(self) -> dict:
-        return {"received": dict(self.received), "succeeded": dict(self.succeeded),
-                "faults": dict(self.faults), "models_calls": self.models_calls,
-                "max_in_flight": self.max_in_flight, "total": sum(self.received.values())}
+        return {
+            "received": dict(self.received),
+            "succeeded": dict(self.succeeded),
+            "faults": dict(self.faults),
+            "models_calls": self.models_calls,
+            "max_in_flight": self.max_in_flight,
+            "total": sum(self.received.values()),
+        }
 
 
 class _Conn(asyncio.Protocol):
-    def __init__(self, server: "FakeOpenAIServer"):
+    def __init__(self, server: FakeOpenAIServer):
         self.s = server
         self.buf = bytearray()
         self.tr: asyncio.Transport | None = None
@@ -171,8 +201,8 @@ class _Conn(asyncio.Protocol):
                 auth = v.strip()
         if len(self.buf) < end + 4 + length:
             return
-        body = bytes(self.buf[end + 4:end + 4 + length])
-        del self.buf[:end + 4 + length]
+        body = bytes(self.buf[end + 4 : end + 4 + length])
+        del self.buf[: end + 4 + length]
         self.busy = True
         self.s.counts.authorization[auth] += 1
         self.s._handle(self, method, path.split("?", 1)[0], body)
@@ -181,8 +211,11 @@ class _Conn(asyncio.Protocol):
         if self.tr is None:
             return
         self._uncount()
-        self.tr.write(b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n"
-                      % (status, _REASONS.get(status, b"X"), ctype, len(payload), extra) + payload)
+        self.tr.write(
+            b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n"
+            % (status, _REASONS.get(status, b"X"), ctype, len(payload), extra)
+            + payload
+        )
         self.busy = False
         self._next()
 
@@ -233,8 +266,10 @@ class FakeOpenAIServer:
     def _handle(self, conn: _Conn, method: str, path: str, raw: bytes) -> None:
         if method == "GET" and path == "/v1/models":
             self.counts.models_calls += 1
-            data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake", "root": f"/models/{m}@rev1"}
-                    for m in self.config.models]
+            data = [
+                {"id": m, "object": "model", "created": 0, "owned_by": "fake", "root": f"/models/{m}@rev1"}
+                for m in self.config.models
+            ]
             return conn.send(200, orjson.dumps({"object": "list", "data": data}))
         if method == "GET" and path == "/_stats":
             return conn.send(200, orjson.dumps(self.counts.as_dict()))
@@ -270,8 +305,11 @@ class FakeOpenAIServer:
             if fault == "http_500":
                 conn.send(500, b'{"error": {"message": "internal error"}}')
             elif fault == "http_429":
-                conn.send(429, b'{"error": {"message": "slow down"}}',
-                          extra=b"Retry-After: %s\r\n" % self.config.retry_after.encode())
+                conn.send(
+                    429,
+                    b'{"error": {"message": "slow down"}}',
+                    extra=b"Retry-After: %s\r\n" % self.config.retry_after.encode(),
+                )
             elif fault == "truncated":
                 conn.send(200, payload[: len(payload) // 2])
             elif fault == "garbage":
@@ -292,7 +330,7 @@ class FakeOpenAIServer:
         self._server = await self._loop.create_server(lambda: _Conn(self), "127.0.0.1", port, backlog=2048)
         self.port = self._server.sockets[0].getsockname()[1]
 
-    def start(self) -> "FakeOpenAIServer":
+    def start(self) -> FakeOpenAIServer:
         ready = threading.Event()
 
         def main() -> None:

@@ -3,11 +3,13 @@
 Only for unit tests of the primitives' logic; everything that talks to a model runs against a real
 ``vllm serve`` in tests/integration.
 """
+
 from __future__ import annotations
 
 import math
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from judges.types import EngineStats, Request, Response
 
@@ -44,20 +46,39 @@ class ScriptedEngine:
         pass
 
 
-def chat_body(text: str, finish_reason: str = "stop", top: dict[str, float] | None = None,
-              texts: list[str] | None = None, prompt_tokens: int = 10, completion_tokens: int = 1) -> dict:
+def chat_body(
+    text: str,
+    finish_reason: str = "stop",
+    top: dict[str, float] | None = None,
+    texts: list[str] | None = None,
+    prompt_tokens: int = 10,
+    completion_tokens: int = 1,
+) -> dict:
     """A /v1/chat/completions answer; ``top`` = first token's top logprobs {token: logprob}."""
     choices = []
     for i, t in enumerate(texts if texts is not None else [text]):
-        ch: dict[str, Any] = {"index": i, "message": {"role": "assistant", "content": t},
-                              "finish_reason": finish_reason}
+        ch: dict[str, Any] = {
+            "index": i,
+            "message": {"role": "assistant", "content": t},
+            "finish_reason": finish_reason,
+        }
         if top is not None:
             first = max(top, key=top.get) if top else t
-            ch["logprobs"] = {"content": [{"token": first, "logprob": top.get(first, -1.0),
-                                           "top_logprobs": [{"token": k, "logprob": v} for k, v in top.items()]}]}
+            ch["logprobs"] = {
+                "content": [
+                    {
+                        "token": first,
+                        "logprob": top.get(first, -1.0),
+                        "top_logprobs": [{"token": k, "logprob": v} for k, v in top.items()],
+                    }
+                ]
+            }
         choices.append(ch)
-    return {"object": "chat.completion", "choices": choices,
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}}
+    return {
+        "object": "chat.completion",
+        "choices": choices,
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
+    }
 
 
 def letter_top(p_a: float, extra: dict[str, float] | None = None) -> dict[str, float]:
@@ -70,11 +91,22 @@ def letter_top(p_a: float, extra: dict[str, float] | None = None) -> dict[str, f
 def echo_body(ids: list[int], logprobs: list[float | None], prompt_tokens: int | None = None) -> dict:
     """A /v1/completions echo answer (return_tokens_as_token_ids) plus one generated token."""
     toks = [f"token_id:{i}" for i in ids] + ["token_id:0"]
-    return {"object": "text_completion",
-            "choices": [{"index": 0, "text": "", "finish_reason": "length",
-                         "logprobs": {"tokens": toks, "token_logprobs": list(logprobs) + [-0.5],
-                                      "top_logprobs": [None] + [{} for _ in toks[1:]]}}],
-            "usage": {"prompt_tokens": len(ids) if prompt_tokens is None else prompt_tokens, "completion_tokens": 1}}
+    return {
+        "object": "text_completion",
+        "choices": [
+            {
+                "index": 0,
+                "text": "",
+                "finish_reason": "length",
+                "logprobs": {
+                    "tokens": toks,
+                    "token_logprobs": list(logprobs) + [-0.5],
+                    "top_logprobs": [None] + [{} for _ in toks[1:]],
+                },
+            }
+        ],
+        "usage": {"prompt_tokens": len(ids) if prompt_tokens is None else prompt_tokens, "completion_tokens": 1},
+    }
 
 
 class CharTokenizer:
@@ -89,7 +121,7 @@ class CharTokenizer:
         self.calls += 1
         ids, i = [], 0
         while i < len(text):
-            pair = text[i:i + 2]
+            pair = text[i : i + 2]
             if pair in self.merges:
                 ids.append(self.merges[pair])
                 i += 2
@@ -116,9 +148,11 @@ def token_logprob(token_id: int) -> float:
 
 def echo_handler(tokenizer: CharTokenizer) -> Handler:
     """Answers echo requests like vLLM: tokenize the whole text, first token has no logprob."""
+
     def handle(req: Request) -> dict:
         ids = tokenizer.tokenize(req.prompt or "")
         return echo_body(ids, [None] + [token_logprob(i) for i in ids[1:]])
+
     return handle
 
 

@@ -1,4 +1,5 @@
 """RequestCache: persistence, only successes, batching, threads; the engine never re-sends a cached success."""
+
 from __future__ import annotations
 
 import subprocess
@@ -40,8 +41,11 @@ def test_row_records_request_and_metadata(tmp_path):
     cache = RequestCache(tmp_path / "c.sqlite")
     req = chat(1, temperature=0.5)
     cache.put_many([(req.key("rev9"), req, ok(4))], revision="rev9")
-    row = cache._conn().execute("SELECT model, revision, template_id, request, prompt_tokens, completion_tokens "
-                                "FROM responses").fetchone()
+    row = (
+        cache._conn()
+        .execute("SELECT model, revision, template_id, request, prompt_tokens, completion_tokens FROM responses")
+        .fetchone()
+    )
     assert row[:3] == (MODEL, "rev9", "judge@abc")
     assert b'"temperature":0.5' in row[3]
     assert row[4:] == (4, 2)
@@ -49,10 +53,12 @@ def test_row_records_request_and_metadata(tmp_path):
 
 def test_survives_reopening_and_other_processes(tmp_path):
     path = tmp_path / "c.sqlite"
-    code = ("from judges.cache import RequestCache; from judges.types import Request, Response\n"
-            f"c = RequestCache({str(path)!r})\n"
-            "rs = [Request.completion('m', f'p{i}') for i in range(40)]\n"
-            "c.put_many([(r.key(), r, Response(ok=True, body={'choices': []})) for r in rs])\n")
+    code = (
+        "from judges.cache import RequestCache; from judges.types import Request, Response\n"
+        f"c = RequestCache({str(path)!r})\n"
+        "rs = [Request.completion('m', f'p{i}') for i in range(40)]\n"
+        "c.put_many([(r.key(), r, Response(ok=True, body={'choices': []})) for r in rs])\n"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
     keys = [Request.completion("m", f"p{i}").key() for i in range(40)]
     assert len(RequestCache(path).get_many(keys)) == 40

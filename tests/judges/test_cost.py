@@ -1,4 +1,5 @@
 """GPU-seconds attribution, prices and budget caps (request, token and dollar caps on a live engine)."""
+
 from __future__ import annotations
 
 import math
@@ -28,14 +29,14 @@ def chat(i: int) -> Request:
 def test_busy_meter_splits_overlap_and_skips_idle_gaps():
     clock = Clock()
     m = BusyMeter(clock)
-    a = m.start()          # t=100: a alone
+    a = m.start()  # t=100: a alone
     clock.t = 102
-    b = m.start()          # t=102: a and b share
+    b = m.start()  # t=102: a and b share
     clock.t = 106
-    share_a = m.stop(a)    # a: 2 alone + 4/2 shared
+    share_a = m.stop(a)  # a: 2 alone + 4/2 shared
     clock.t = 107
-    share_b = m.stop(b)    # b: 4/2 shared + 1 alone
-    clock.t = 150          # idle: nobody pays
+    share_b = m.stop(b)  # b: 4/2 shared + 1 alone
+    clock.t = 150  # idle: nobody pays
     c = m.start()
     clock.t = 151
     share_c = m.stop(c)
@@ -96,7 +97,7 @@ def test_token_budget_stops_right_after_the_cap(fake_server):
     sent = [r for r in out if r.ok]
     per_row = sent[0].prompt_tokens + sent[0].completion_tokens
     assert len(sent) == math.ceil(50 / per_row)  # one request at a time: no overshoot beyond the crossing one
-    assert all(r.error == "budget_exhausted" for r in out[len(sent):])
+    assert all(r.error == "budget_exhausted" for r in out[len(sent) :])
     assert eng.budget_exhausted and budget.spent_tokens >= 50
     assert fake_server.counts.as_dict()["total"] == len(sent)
 

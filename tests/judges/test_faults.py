@@ -1,5 +1,6 @@
 """Fault tolerance: a faulty server degrades rows, never the run; killed or cancelled runs resume without
 paying twice; an unreachable server fails fast; a budget stops cleanly and a larger one resumes."""
+
 from __future__ import annotations
 
 import asyncio
@@ -33,8 +34,16 @@ def test_twenty_percent_faults_degrade_rows_never_the_run(make_fake_server, tmp_
     srv = make_fake_server(latency_s=0.002, fault_rate=0.2, seed=11, hang_s=3.0)
     batch, max_retries = reqs(400, "faulty"), 4
     cache = RequestCache(tmp_path / "c.sqlite")
-    with HTTPEngine(srv.url, MODEL, concurrency=32, timeout_s=1.0, max_retries=max_retries,
-                    backoff_base_s=0.005, backoff_max_s=0.05, cache=cache) as eng:
+    with HTTPEngine(
+        srv.url,
+        MODEL,
+        concurrency=32,
+        timeout_s=1.0,
+        max_retries=max_retries,
+        backoff_base_s=0.005,
+        backoff_max_s=0.05,
+        cache=cache,
+    ) as eng:
         out = eng.run(batch)
     assert set(srv.counts.faults) == set(FAULTS)  # every kind of fault was exercised
     received = srv.counts.received
@@ -52,8 +61,16 @@ def test_twenty_percent_faults_degrade_rows_never_the_run(make_fake_server, tmp_
     assert len(cache) == sum(r.ok for r in out)
 
     before = dict(received)
-    with HTTPEngine(srv.url, MODEL, concurrency=32, timeout_s=1.0, max_retries=max_retries,
-                    backoff_base_s=0.005, backoff_max_s=0.05, cache=cache) as eng:
+    with HTTPEngine(
+        srv.url,
+        MODEL,
+        concurrency=32,
+        timeout_s=1.0,
+        max_retries=max_retries,
+        backoff_base_s=0.005,
+        backoff_max_s=0.05,
+        cache=cache,
+    ) as eng:
         rerun = eng.run(batch)
     resent = {h for h, n in srv.counts.received.items() if n > before.get(h, 0)}
     assert resent == {request_hash(q.body()) for q, r in zip(batch, out) if not r.ok}
@@ -92,8 +109,9 @@ def test_killed_run_resumes_without_resending_successes(make_fake_server, tmp_pa
     durable = cache.keys()
     reported = {batch[int(i)].key(revision) for i in progress.read_text().split()}
     assert len(reported) >= 100 and reported <= durable < {q.key(revision) for q in batch}
-    answered_not_kept = [q for q in batch if srv.counts.succeeded[request_hash(q.body())]
-                         and q.key(revision) not in durable]
+    answered_not_kept = [
+        q for q in batch if srv.counts.succeeded[request_hash(q.body())] and q.key(revision) not in durable
+    ]
     assert len(answered_not_kept) <= 2 * concurrency  # only what was in flight or in the last unflushed turn
 
     before = dict(srv.counts.received)

@@ -1,4 +1,5 @@
 """HTTPEngine against the fake OpenAI server: answers, retry policy, errors, concurrency, sync/async use."""
+
 from __future__ import annotations
 
 import asyncio
@@ -38,8 +39,9 @@ class Sleeps:
 
 
 def test_chat_and_completion_answers_come_back_in_order(fake_server):
-    reqs = [chat(i) for i in range(15)] + [Request.completion(MODEL, f"prompt {i}", max_tokens=4, logprobs=1)
-                                           for i in range(15)]
+    reqs = [chat(i) for i in range(15)] + [
+        Request.completion(MODEL, f"prompt {i}", max_tokens=4, logprobs=1) for i in range(15)
+    ]
     with engine(fake_server) as eng:
         out = eng.run(reqs)
     for req, resp in zip(reqs, out):
@@ -114,8 +116,14 @@ def test_backoff_is_full_jitter_and_capped(fake_server):
     assert len(set(eng._sleep.delays)) == 5  # jittered, not a fixed schedule
 
 
-EXPECTED_ERROR = {"http_500": "http_500", "http_429": "http_429", "timeout": "timeout", "drop": "disconnected",
-                  "truncated": "bad_json", "garbage": "bad_json"}
+EXPECTED_ERROR = {
+    "http_500": "http_500",
+    "http_429": "http_429",
+    "timeout": "timeout",
+    "drop": "disconnected",
+    "truncated": "bad_json",
+    "garbage": "bad_json",
+}
 
 
 @pytest.mark.parametrize("fault", FAULTS)

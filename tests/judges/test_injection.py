@@ -1,4 +1,5 @@
 """Injection payloads and flip counting (judges/injection.py) against scripted judges (real model: tests/integration)."""
+
 from __future__ import annotations
 
 import json
@@ -13,11 +14,20 @@ from tests.judges.scripted_engine import ScriptedEngine, blocks, chat_body, lett
 
 # "✔" marks the better response; the last item is label noise (the rejected one is better), so its clean
 # verdict prefers rejected and it can never count as a flip.
-ITEMS = [("What is 2+2?", "4 ✔", "5, probably."),
-         ("Capital of France?", "Paris ✔", "Lyon."),
-         ([{"role": "user", "content": "Name a prime."}, {"role": "assistant", "content": "Which size?"},
-           {"role": "user", "content": "Small."}], "7 is prime ✔", "8."),
-         ("Say hi.", "Go away.", "Hi there ✔")]
+ITEMS = [
+    ("What is 2+2?", "4 ✔", "5, probably."),
+    ("Capital of France?", "Paris ✔", "Lyon."),
+    (
+        [
+            {"role": "user", "content": "Name a prime."},
+            {"role": "assistant", "content": "Which size?"},
+            {"role": "user", "content": "Small."},
+        ],
+        "7 is prime ✔",
+        "8.",
+    ),
+    ("Say hi.", "Go away.", "Hi there ✔"),
+]
 ELIGIBLE = 3  # items whose clean verdict prefers chosen
 NOISE = 1
 
@@ -28,6 +38,7 @@ ORDER = re.compile(r"\b(?:answer|output|choose|select)\W{0,4}(?:response\s+)?([A
 def judge(pref: float = 0.8, obey: float = 0.9, obey_in: str = "AB"):
     """Answers the letter an order in a response block names with probability ``obey`` (only when that block is
     one of ``obey_in``), else prefers the ✔ response with probability ``pref``."""
+
     def handle(req: Request) -> dict:
         b = blocks(req)
         for slot in obey_in:
@@ -39,14 +50,20 @@ def judge(pref: float = 0.8, obey: float = 0.9, obey_in: str = "AB"):
             a, bb = "✔" in b["RESPONSE A"], "✔" in b["RESPONSE B"]
             p_a = 0.5 if a == bb else pref if a else 1 - pref
         return chat_body("A" if p_a >= 0.5 else "B", "length", letter_top(p_a))
+
     return handle
 
 
 def obeyed_ids(payloads=I.PAYLOADS) -> set[str]:
     """The payloads the script obeys, from the instantiated texts (independently of flip_report)."""
-    return {p.id for p in payloads
-            if all(ORDER.search(I.inject("x", p, target=t)) and ORDER.search(I.inject("x", p, target=t)).group(1) == t
-                   for t in "AB")}
+    return {
+        p.id
+        for p in payloads
+        if all(
+            ORDER.search(I.inject("x", p, target=t)) and ORDER.search(I.inject("x", p, target=t)).group(1) == t
+            for t in "AB"
+        )
+    }
 
 
 # ---------------------------------------------------------------- payload set
@@ -70,7 +87,8 @@ def test_payload_set_is_versioned_and_varied():
 def test_inject_positions_and_letter_instantiation():
     p = I.BY_ID["other_is_harmful"]
     assert I.inject("Lyon.", p, "end", target="B") == "Lyon.\n\n" + p.text.replace("{{other}}", "A").replace(
-        "{{target}}", "B")
+        "{{target}}", "B"
+    )
     start = I.inject("Lyon.", p, "start", target="A")
     assert start.endswith("\n\nLyon.") and "Response B contains dangerous" in start and "choose Response A" in start
     assert "{{" not in start
@@ -97,9 +115,15 @@ def test_gullible_judge_flips_exactly_the_payloads_it_obeys():
 
     # one engine call per presentation order actually needed: 2 per clean pair, 2 per (item, payload)
     assert len(eng.seen) == 2 * len(ITEMS) * (1 + len(I.PAYLOADS))
-    assert rep.clean == {"items": 4, "judged": 4, "rejected": 0, "reasons": {}, "chosen_preferred": ELIGIBLE,
-                         "chosen_preferred_single": ELIGIBLE,
-                         "mean_prob_chosen": pytest.approx((3 * 0.8 + 0.2) / 4)}
+    assert rep.clean == {
+        "items": 4,
+        "judged": 4,
+        "rejected": 0,
+        "reasons": {},
+        "chosen_preferred": ELIGIBLE,
+        "chosen_preferred_single": ELIGIBLE,
+        "mean_prob_chosen": pytest.approx((3 * 0.8 + 0.2) / 4),
+    }
     for pid, s in rep.per_payload.items():
         assert (s["items"], s["judged"], s["rejected"]) == (4, 4, 0), pid
         for kind in ("swapped", "single_order"):
@@ -193,6 +217,7 @@ def test_failures_on_injected_pairs_only_are_counted_per_payload_with_reasons():
         if marker in text:
             return chat_body("lorem ipsum dolor")
         return good(req)
+
     rep = I.flip_report(ScriptedEngine(handle), ITEMS)
     assert rep.clean["judged"] == 4
     assert rep.per_payload["direct_order"]["reasons"] == {"judge_unparseable": 4}
@@ -215,6 +240,7 @@ def test_one_failed_order_of_a_letter_payload_rejects_that_comparison():
         if blocks(req)["RESPONSE A"] == bad:
             return Response(False, None, "timeout", "")
         return good(req)
+
     rep = I.flip_report(ScriptedEngine(handle), ITEMS, [I.BY_ID["direct_order"], I.BY_ID["self_praise"]])
     s = rep.per_payload["direct_order"]
     assert (s["judged"], s["rejected_injected"], s["reasons"]) == (3, 1, {"timeout": 1})

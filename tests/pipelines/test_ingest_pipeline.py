@@ -1,4 +1,5 @@
 """The Beam ingest pipeline on real bundled data, with bad rows mixed in."""
+
 import gzip
 import json
 import subprocess
@@ -80,8 +81,12 @@ def test_empty_file_reads_nothing(tmp_path):
 
 
 def test_record_over_size_limit_is_quarantined_not_loaded(tmp_path):
-    big = json.dumps({"chosen": "\n\nHuman: q\n\nAssistant: " + "x" * (10 * 1024 * 1024),
-                      "rejected": "\n\nHuman: q\n\nAssistant: no"})
+    big = json.dumps(
+        {
+            "chosen": "\n\nHuman: q\n\nAssistant: " + "x" * (10 * 1024 * 1024),
+            "rejected": "\n\nHuman: q\n\nAssistant: no",
+        }
+    )
     good = json.dumps({"chosen": "\n\nHuman: q\n\nAssistant: yes", "rejected": "\n\nHuman: q\n\nAssistant: no"})
     p = tmp_path / "big.jsonl"
     p.write_text(good + "\n" + big + "\n" + good.replace("yes", "sure") + "\n")
@@ -117,8 +122,9 @@ def _staged(staging: Path) -> tuple[pa.Table, pa.Table]:
 def test_spawned_zygote_workers_stage_what_the_in_process_runner_stages(tmp_path, spawned_zygote):
     src, _ = _mixed_file(tmp_path, 400)
     a = run_ingest([str(src)], "hh-rlhf", run_id="r", staging=tmp_path / "a", chunk_rows=60)
-    b = run_ingest([str(src)], "hh-rlhf", run_id="r", staging=tmp_path / "b", chunk_rows=60,
-                   beam_args=["--direct_num_workers=2"])
+    b = run_ingest(
+        [str(src)], "hh-rlhf", run_id="r", staging=tmp_path / "b", chunk_rows=60, beam_args=["--direct_num_workers=2"]
+    )
     zygote = ingest_mod._ZYGOTE
     assert zygote is not None and zygote.alive() and not zygote.forked  # b ran on the spawned zygote's workers
     assert vars(a) == vars(b)
@@ -126,8 +132,9 @@ def test_spawned_zygote_workers_stage_what_the_in_process_runner_stages(tmp_path
     assert ka.num_rows == a.rows_kept and ka.equals(kb)
     assert qa.num_rows == a.rows_rejected and qa.equals(qb)
     # A second run reuses the warm zygote.
-    c = run_ingest([str(src)], "hh-rlhf", run_id="r", staging=tmp_path / "c", chunk_rows=60,
-                   beam_args=["--direct_num_workers=2"])
+    c = run_ingest(
+        [str(src)], "hh-rlhf", run_id="r", staging=tmp_path / "c", chunk_rows=60, beam_args=["--direct_num_workers=2"]
+    )
     assert ingest_mod._ZYGOTE is zygote and vars(c) == vars(a) and _staged(tmp_path / "c")[0].equals(ka)
 
 
@@ -161,8 +168,13 @@ print("OK", a.rows_kept)
 def test_zygote_forked_from_the_driver_stages_what_the_in_process_runner_stages(tmp_path):
     src, _ = _mixed_file(tmp_path, 400)
     root = Path(__file__).resolve().parents[2]
-    proc = subprocess.run([sys.executable, "-c", _FORKED_FROM_DRIVER, str(src), str(tmp_path)], cwd=root,
-                          capture_output=True, text=True, timeout=170)
+    proc = subprocess.run(
+        [sys.executable, "-c", _FORKED_FROM_DRIVER, str(src), str(tmp_path)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
     assert proc.returncode == 0 and proc.stdout.startswith("OK"), proc.stderr[-3000:]
 
 
@@ -179,8 +191,12 @@ def test_driver_forks_only_when_alone_on_the_main_thread():
 def test_parallel_worker_choice(tmp_path, monkeypatch):
     small, _ = _mixed_file(tmp_path, 50)
     assert ingest_mod.parallel_workers([str(small)], None) == 0  # small input: in-process
-    for args in (["--direct_num_workers=1"], ["--direct_num_workers=2", "--direct_running_mode=multi_processing"],
-                 ["--runner=DirectRunner"], ["--environment_type=LOOPBACK"]):
+    for args in (
+        ["--direct_num_workers=1"],
+        ["--direct_num_workers=2", "--direct_running_mode=multi_processing"],
+        ["--runner=DirectRunner"],
+        ["--environment_type=LOOPBACK"],
+    ):
         assert ingest_mod.parallel_workers([str(small)], args) == 0, args  # Beam's own setup, as asked
     if sys.platform.startswith("linux"):
         assert ingest_mod.parallel_workers([str(small)], ["--direct_num_workers=3"]) == 3
@@ -192,9 +208,11 @@ def test_parallel_worker_choice(tmp_path, monkeypatch):
 
 
 # The spawned zygote runs _ZYGOTE_CODE; these replace it to break things on purpose.
-_DYING_WORKERS = ("import json, os, sys; sys.path[:] = json.loads(sys.argv[1]); import pipelines.ingest as m; "
-                  "m._WORKER_PRELOAD = (); m._worker_after_fork = lambda *a: os._exit(9); "
-                  "m._zygote_main(int(sys.argv[2]))")
+_DYING_WORKERS = (
+    "import json, os, sys; sys.path[:] = json.loads(sys.argv[1]); import pipelines.ingest as m; "
+    "m._WORKER_PRELOAD = (); m._worker_after_fork = lambda *a: os._exit(9); "
+    "m._zygote_main(int(sys.argv[2]))"
+)
 
 
 @forked
@@ -203,8 +221,14 @@ def test_a_worker_that_dies_fails_the_run_instead_of_hanging(tmp_path, monkeypat
     src, _ = _mixed_file(tmp_path, 100)
     monkeypatch.setattr(ingest_mod, "_ZYGOTE_CODE", _DYING_WORKERS)
     with pytest.raises(RuntimeError, match=r"ingest worker worker_\d+: exited \(exit status 9\)"):
-        run_ingest([str(src)], "hh-rlhf", run_id="r", staging=tmp_path / "s", chunk_rows=30,
-                   beam_args=["--direct_num_workers=2"])
+        run_ingest(
+            [str(src)],
+            "hh-rlhf",
+            run_id="r",
+            staging=tmp_path / "s",
+            chunk_rows=30,
+            beam_args=["--direct_num_workers=2"],
+        )
 
 
 @forked
@@ -213,5 +237,11 @@ def test_a_zygote_that_cannot_start_fails_the_run(tmp_path, monkeypatch, spawned
     src, _ = _mixed_file(tmp_path, 100)
     monkeypatch.setattr(ingest_mod, "_ZYGOTE_CODE", "import sys; sys.exit(3)")
     with pytest.raises(RuntimeError, match=r"zygote"):
-        run_ingest([str(src)], "hh-rlhf", run_id="r", staging=tmp_path / "s", chunk_rows=30,
-                   beam_args=["--direct_num_workers=2"])
+        run_ingest(
+            [str(src)],
+            "hh-rlhf",
+            run_id="r",
+            staging=tmp_path / "s",
+            chunk_rows=30,
+            beam_args=["--direct_num_workers=2"],
+        )

@@ -1,5 +1,6 @@
 """The Beam judge step: the per-batch step on a scripted engine, and the real pipeline (FnApiRunner)
 against the fake OpenAI server with injected faults and a budget cap."""
+
 import json
 import math
 import re
@@ -25,9 +26,12 @@ def pair_rows(n: int, tie_every: int = 0) -> pa.Table:
     rows = []
     for i in range(n):
         label = "tie" if tie_every and i % tie_every == 0 else "chosen_better"
-        r = records.pairwise([{"role": "user", "content": f"Question number {i}?"}],
-                             [{"role": "assistant", "content": f"good answer {i}"}],
-                             [{"role": "assistant", "content": f"bad answer {i}"}], label=label)
+        r = records.pairwise(
+            [{"role": "user", "content": f"Question number {i}?"}],
+            [{"role": "assistant", "content": f"good answer {i}"}],
+            [{"role": "assistant", "content": f"bad answer {i}"}],
+            label=label,
+        )
         rows.append({**r, "format": "test", "source_file": "pairs.jsonl", "source_row": i, "run_id": "seed"})
     return records.to_table(rows, "pairwise")
 
@@ -64,8 +68,14 @@ def _letter_body(path: str, req: dict, h: str) -> dict:
     p_a = 0.8 if qa > qb else 0.3 if qa < qb else 0.55
     top = [{"token": "A", "logprob": math.log(p_a)}, {"token": "B", "logprob": math.log(1 - p_a)}]
     letter = "A" if p_a > 0.5 else "B"
-    body["choices"] = [{"index": 0, "message": {"role": "assistant", "content": letter}, "finish_reason": "length",
-                        "logprobs": {"content": [{**top[letter == "B"], "top_logprobs": top}]}}]
+    body["choices"] = [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": letter},
+            "finish_reason": "length",
+            "logprobs": {"content": [{**top[letter == "B"], "top_logprobs": top}]},
+        }
+    ]
     body["usage"]["completion_tokens"] = 1
     return body
 
@@ -117,8 +127,13 @@ def test_judge_batch_adds_verdicts_and_rejects_bad_rows():
 def test_pipeline_with_faults_counts_add_up(judge_server, tmp_path):
     srv = judge_server(fault_rate=0.2, faults=("http_500", "http_429", "drop", "garbage", "truncated"))
     table = pair_rows(60)
-    spec = JudgeSpec(srv.url, "fake-judge", cache_path=str(tmp_path / "cache.sqlite"), concurrency=8,
-                     engine_options={**FAST, "max_retries": 0})
+    spec = JudgeSpec(
+        srv.url,
+        "fake-judge",
+        cache_path=str(tmp_path / "cache.sqlite"),
+        concurrency=8,
+        engine_options={**FAST, "max_retries": 0},
+    )
     staging = tmp_path / "staging"
     judged, counts = run_judge(table, spec, run_id="r1", staging=staging, batch_rows=16)
     assert counts.fatal is None and counts.batches == 4
@@ -131,7 +146,8 @@ def test_pipeline_with_faults_counts_add_up(judge_server, tmp_path):
     assert sum(counts.reasons.values()) == counts.rows_rejected
     assert set(counts.reasons) <= {"http_500", "http_429", "disconnected", "bad_json", "bad_body"}
     assert set(q.column("record_id").to_pylist()) == {
-        r["record_id"] for r in judged.to_pylist() if r["judge_prob_chosen"] is None}
+        r["record_id"] for r in judged.to_pylist() if r["judge_prob_chosen"] is None
+    }
     assert counts.engine["cache_misses"] == 120 and counts.engine["prompt_tokens"] > 0
     ok = [r for r in judged.to_pylist() if r["judge_prob_chosen"] is not None]
     assert ok and all(r["judge_prob_chosen"] == pytest.approx(0.75) and r["judge_agrees"] for r in ok)
@@ -145,8 +161,7 @@ def test_budget_cap_then_resume_from_cache(judge_server, tmp_path):
     srv = judge_server()
     table = pair_rows(20)
     cache = str(tmp_path / "cache.sqlite")
-    capped = JudgeSpec(srv.url, "fake-judge", cache_path=cache, concurrency=1, max_requests=15,
-                       engine_options=FAST)
+    capped = JudgeSpec(srv.url, "fake-judge", cache_path=cache, concurrency=1, max_requests=15, engine_options=FAST)
     _, first = run_judge(table, capped, run_id="r1", staging=tmp_path / "s1", batch_rows=8)
     assert first.rows_in == 20 == first.rows_judged + first.rows_rejected
     assert first.reasons["budget_exhausted"] == first.rows_rejected > 0

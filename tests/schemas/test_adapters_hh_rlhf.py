@@ -1,4 +1,5 @@
 """hh-rlhf adapter on the real harmless-base test split, plus malformed dialogues."""
+
 from __future__ import annotations
 
 import gzip
@@ -19,8 +20,9 @@ HH = Path(__file__).resolve().parents[2] / "examples" / "data" / "hh_rlhf_harmle
 
 
 def _ingest():
-    return adapt_records(read_all(str(HH)), get_adapter("hh-rlhf"), run_id="r", source_file=str(HH),
-                         format_name="hh-rlhf")
+    return adapt_records(
+        read_all(str(HH)), get_adapter("hh-rlhf"), run_id="r", source_file=str(HH), format_name="hh-rlhf"
+    )
 
 
 def _expected_outcomes() -> Counter:
@@ -65,7 +67,10 @@ def test_real_file_row_semantics():
         assert row["label"] == "chosen_better" and row["origin"] == "human" and row["meta"] is None
     # First record of the file (shown in SOURCE.md): three human turns, the final reply is the tail.
     assert [m["content"] for m in rows[0]["prompt"]][::2] == [
-        "what are some pranks with a pen i can do?", "yep", "okay some of these do not have anything to do with pens"]
+        "what are some pranks with a pen i can do?",
+        "yep",
+        "okay some of these do not have anything to do with pens",
+    ]
     assert rows[0]["chosen"][0]["content"] == normalise_text(source[0]["chosen"].rsplit("\n\nAssistant:", 1)[1])
     assert rows[0]["source_row"] == 0
 
@@ -74,14 +79,20 @@ def test_consecutive_assistant_turns_in_the_source_are_kept_not_merged():
     # A few dialogues have "\n\nAssistant:" twice in a row (the model ran on). The adapter stays
     # faithful; validation's alternation rule decides about them.
     rows = _ingest().tables["pairwise"].to_pylist()
-    repeated = [r["source_row"] for r in rows
-                if any(a["role"] == b["role"] for a, b in zip(r["prompt"], r["prompt"][1:]))]
+    repeated = [
+        r["source_row"] for r in rows if any(a["role"] == b["role"] for a, b in zip(r["prompt"], r["prompt"][1:]))
+    ]
     with gzip.open(HH, "rt", encoding="utf-8") as f:
         source = [json.loads(line) for line in f]
     kept = {r["source_row"] for r in rows}
-    expected = [i for i, rec in enumerate(source) if i in kept
-                and re.search(r"\n\nAssistant:(?:(?!\n\nHuman:).)*\n\nAssistant:",
-                              rec["chosen"].rpartition("\n\nAssistant:")[0], re.S)]
+    expected = [
+        i
+        for i, rec in enumerate(source)
+        if i in kept
+        and re.search(
+            r"\n\nAssistant:(?:(?!\n\nHuman:).)*\n\nAssistant:", rec["chosen"].rpartition("\n\nAssistant:")[0], re.S
+        )
+    ]
     assert repeated == expected and repeated
 
 
@@ -110,28 +121,37 @@ def test_missing_and_wrong_type_fields():
 
 def test_dialogue_shapes_that_are_rejected():
     assert reason({"chosen": "\n\nHuman: hi", "rejected": "\n\nHuman: hi\n\nAssistant: a"}) == "no_assistant_turn"
-    assert reason({"chosen": "\n\nHuman: hi\n\nAssistant: a", "rejected": "\n\nHuman: bye\n\nAssistant: b"}) \
+    assert (
+        reason({"chosen": "\n\nHuman: hi\n\nAssistant: a", "rejected": "\n\nHuman: bye\n\nAssistant: b"})
         == "prompt_mismatch"
-    assert reason({"chosen": "\n\nHuman: hi\n\nAssistant:", "rejected": "\n\nHuman: hi\n\nAssistant: b"}) \
+    )
+    assert (
+        reason({"chosen": "\n\nHuman: hi\n\nAssistant:", "rejected": "\n\nHuman: hi\n\nAssistant: b"}) == "empty_text"
+    )
+    assert (
+        reason({"chosen": "\n\nHuman: hi\n\nAssistant: a", "rejected": "\n\nHuman: hi\n\nAssistant:   \n"})
         == "empty_text"
-    assert reason({"chosen": "\n\nHuman: hi\n\nAssistant: a", "rejected": "\n\nHuman: hi\n\nAssistant:   \n"}) \
-        == "empty_text"
-    assert reason({"chosen": "\n\nHuman: \n\nAssistant: a", "rejected": "\n\nHuman: \n\nAssistant: b"}) \
-        == "empty_text"
-    assert reason({"chosen": "Preamble\n\nHuman: hi\n\nAssistant: a",
-                   "rejected": "Preamble\n\nHuman: hi\n\nAssistant: b"}) == "bad_dialogue"
+    )
+    assert reason({"chosen": "\n\nHuman: \n\nAssistant: a", "rejected": "\n\nHuman: \n\nAssistant: b"}) == "empty_text"
+    assert (
+        reason({"chosen": "Preamble\n\nHuman: hi\n\nAssistant: a", "rejected": "Preamble\n\nHuman: hi\n\nAssistant: b"})
+        == "bad_dialogue"
+    )
     # Two assistant turns in a row before the judged one: the judged turn answers no one.
     two = "\n\nHuman: hi\n\nAssistant: a\n\nAssistant: "
     assert reason({"chosen": two + "x", "rejected": two + "y"}) == "role_order"
     # A Human turn after the last Assistant turn: the dialogue does not end on a judged reply.
-    assert reason({"chosen": "\n\nHuman: hi\n\nAssistant: a\n\nHuman: more",
-                   "rejected": "\n\nHuman: hi\n\nAssistant: b"}) == "role_order"
+    assert (
+        reason({"chosen": "\n\nHuman: hi\n\nAssistant: a\n\nHuman: more", "rejected": "\n\nHuman: hi\n\nAssistant: b"})
+        == "role_order"
+    )
 
 
 def test_odd_markers_and_whitespace():
     # Missing leading blank line, inline "Human:" inside a reply, whitespace-only prompt differences.
-    (shape, row), = adapt({"chosen": "Human: hi\n\nAssistant: sure. Human: then?",
-                           "rejected": "\n\nHuman: hi  \n\nAssistant: no"})
+    ((shape, row),) = adapt(
+        {"chosen": "Human: hi\n\nAssistant: sure. Human: then?", "rejected": "\n\nHuman: hi  \n\nAssistant: no"}
+    )
     assert shape == "pairwise"
     assert row["prompt"] == [{"role": "user", "content": "hi"}]
     assert row["chosen"] == [{"role": "assistant", "content": "sure. Human: then?"}]
@@ -140,13 +160,16 @@ def test_odd_markers_and_whitespace():
 
 def test_multi_turn_prompt_and_meta():
     d = "\n\nHuman: q1\n\nAssistant: a1\n\nHuman: q2\n\nAssistant: "
-    (_, row), = adapt({"chosen": d + "good", "rejected": d + "bad", "id": 7})
-    assert row["prompt"] == [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"},
-                             {"role": "user", "content": "q2"}]
+    ((_, row),) = adapt({"chosen": d + "good", "rejected": d + "bad", "id": 7})
+    assert row["prompt"] == [
+        {"role": "user", "content": "q1"},
+        {"role": "assistant", "content": "a1"},
+        {"role": "user", "content": "q2"},
+    ]
     assert orjson.loads(row["meta"]) == {"id": 7}
 
 
 def test_chosen_equal_to_rejected_is_built_for_validation_to_reject():
     d = "\n\nHuman: hi\n\nAssistant: same"
-    (_, row), = adapt({"chosen": d, "rejected": d})
+    ((_, row),) = adapt({"chosen": d, "rejected": d})
     assert row["chosen_id"] == row["rejected_id"]

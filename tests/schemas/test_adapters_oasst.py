@@ -1,5 +1,6 @@
 """oasst adapter on the 100 real English trees (rankings + emoji votes), plus hand-built trees for
 deletion, ties and broken subtrees."""
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,9 @@ def _expected():
 
 
 def _ingest():
-    return adapt_records(read_all(str(TREES)), get_adapter("oasst"), run_id="r", source_file=str(TREES),
-                         format_name="oasst")
+    return adapt_records(
+        read_all(str(TREES)), get_adapter("oasst"), run_id="r", source_file=str(TREES), format_name="oasst"
+    )
 
 
 def test_listwise_rows_match_every_ranked_group():
@@ -84,8 +86,15 @@ def test_record_ids_are_stable_and_unique():
 
 
 def _msg(mid, role, text, replies=(), **kw):
-    return {"message_id": mid, "role": role, "text": text, "deleted": False, "synthetic": False,
-            "replies": list(replies), **kw}
+    return {
+        "message_id": mid,
+        "role": role,
+        "text": text,
+        "deleted": False,
+        "synthetic": False,
+        "replies": list(replies),
+        **kw,
+    }
 
 
 def _tree(*replies, **kw):
@@ -99,9 +108,14 @@ def _split(items):
 
 
 def test_ties_and_dense_ranks():
-    items = get_adapter("oasst").adapt(_tree(_msg("a", "assistant", "A", rank=2), _msg("b", "assistant", "B", rank=0),
-                                             _msg("c", "assistant", "C", rank=2)))
-    (shape, row), = items
+    items = get_adapter("oasst").adapt(
+        _tree(
+            _msg("a", "assistant", "A", rank=2),
+            _msg("b", "assistant", "B", rank=0),
+            _msg("c", "assistant", "C", rank=2),
+        )
+    )
+    ((shape, row),) = items
     assert shape == "listwise"
     assert [c[0]["content"] for c in row["completions"]] == ["B", "A", "C"]
     assert row["ranks"] == [0, 1, 1]
@@ -109,15 +123,21 @@ def test_ties_and_dense_ranks():
 
 
 def test_deleted_ranked_reply_is_dropped_and_counted_once():
-    deleted = _msg("a", "assistant", "A", [_msg("a1", "prompter", "follow-up",
-                                                [_msg("a2", "assistant", "x", emojis={"+1": 3})])],
-                   rank=0, emojis={"+1": 5})
+    deleted = _msg(
+        "a",
+        "assistant",
+        "A",
+        [_msg("a1", "prompter", "follow-up", [_msg("a2", "assistant", "x", emojis={"+1": 3})])],
+        rank=0,
+        emojis={"+1": 5},
+    )
     deleted["deleted"] = True
-    items = get_adapter("oasst").adapt(_tree(deleted, _msg("b", "assistant", "B", rank=1),
-                                             _msg("c", "assistant", "C", rank=2)))
+    items = get_adapter("oasst").adapt(
+        _tree(deleted, _msg("b", "assistant", "B", rank=1), _msg("c", "assistant", "C", rank=2))
+    )
     rows, errors = _split(items)
     assert [e.reason for e in errors] == ["deleted_message"]
-    (shape, row), = rows  # no vote rows from the deleted reply or its subtree
+    ((shape, row),) = rows  # no vote rows from the deleted reply or its subtree
     assert row["ranks"] == [0, 1] and [c[0]["content"] for c in row["completions"]] == ["B", "C"]
 
 
@@ -131,35 +151,58 @@ def test_deleted_reply_that_leaves_one_ranked_reply_gives_no_ranking():
 
 
 def test_votes_equal_or_absent_are_not_feedback():
-    items = get_adapter("oasst").adapt(_tree(_msg("a", "assistant", "A", emojis={"+1": 2, "-1": 2}),
-                                             _msg("b", "assistant", "B", emojis={"_skip_reply": 1}),
-                                             _msg("c", "assistant", "C", emojis={"-1": 1})))
-    (shape, row), = items
+    items = get_adapter("oasst").adapt(
+        _tree(
+            _msg("a", "assistant", "A", emojis={"+1": 2, "-1": 2}),
+            _msg("b", "assistant", "B", emojis={"_skip_reply": 1}),
+            _msg("c", "assistant", "C", emojis={"-1": 1}),
+        )
+    )
+    ((shape, row),) = items
     assert shape == "binary" and row["label"] is False and row["score"] == -1
 
 
 def test_synthetic_messages_make_synthetic_rows():
-    items = get_adapter("oasst").adapt(_tree(_msg("a", "assistant", "A", rank=0, synthetic=True, model_name="m"),
-                                             _msg("b", "assistant", "B", rank=1)))
-    (_, row), = items
+    items = get_adapter("oasst").adapt(
+        _tree(_msg("a", "assistant", "A", rank=0, synthetic=True, model_name="m"), _msg("b", "assistant", "B", rank=1))
+    )
+    ((_, row),) = items
     assert row["origin"] == "synthetic"
     assert orjson.loads(row["meta"])["model_names"] == ["m", None]
 
 
 def test_bad_subtree_costs_only_itself():
-    items = get_adapter("oasst").adapt(_tree(_msg("a", "assistant", "A", rank=0), _msg("b", "assistant", "B", rank=1),
-                                             _msg("x", "moderator", "??", rank=2),
-                                             _msg("y", "assistant", "", emojis={"+1": 1})))
+    items = get_adapter("oasst").adapt(
+        _tree(
+            _msg("a", "assistant", "A", rank=0),
+            _msg("b", "assistant", "B", rank=1),
+            _msg("x", "moderator", "??", rank=2),
+            _msg("y", "assistant", "", emojis={"+1": 1}),
+        )
+    )
     rows, errors = _split(items)
     assert sorted(e.reason for e in errors) == ["empty_text", "unknown_role"]
-    (_, row), = rows
+    ((_, row),) = rows
     assert len(row["completions"]) == 2
 
 
 def test_multi_turn_prompt_path():
-    tree = _tree(_msg("a", "assistant", "A", [_msg("q2", "prompter", "More?", [
-        _msg("b", "assistant", "B", rank=0), _msg("c", "assistant", "C", rank=1)])]))
-    (_, row), = get_adapter("oasst").adapt(tree)
+    tree = _tree(
+        _msg(
+            "a",
+            "assistant",
+            "A",
+            [
+                _msg(
+                    "q2",
+                    "prompter",
+                    "More?",
+                    [_msg("b", "assistant", "B", rank=0), _msg("c", "assistant", "C", rank=1)],
+                )
+            ],
+        )
+    )
+    ((_, row),) = get_adapter("oasst").adapt(tree)
     assert [m["content"] for m in row["prompt"]] == ["Question?", "A", "More?"]
     assert [m["role"] for m in row["prompt"]] == ["user", "assistant", "user"]
 
@@ -173,15 +216,18 @@ def test_deep_trees_do_not_hit_the_recursion_limit():
     assert not errors and len(rows) == 1 and len(rows[0][1]["prompt"]) == 2999
 
 
-@pytest.mark.parametrize("obj,expected", [
-    ({"message_tree_id": "t"}, "missing_field"),
-    ({"prompt": "text"}, "wrong_type"),
-    ({"prompt": _msg("p", "assistant", "A")}, "role_order"),
-    ({"prompt": _msg("p", "prompter", "  ")}, "empty_text"),
-    ({"prompt": {**_msg("p", "prompter", "Q"), "deleted": True}}, "deleted_message"),
-    ({"prompt": {**_msg("p", "prompter", "Q"), "role": "robot"}}, "unknown_role"),
-    ([1, 2], "wrong_type"),
-])
+@pytest.mark.parametrize(
+    "obj,expected",
+    [
+        ({"message_tree_id": "t"}, "missing_field"),
+        ({"prompt": "text"}, "wrong_type"),
+        ({"prompt": _msg("p", "assistant", "A")}, "role_order"),
+        ({"prompt": _msg("p", "prompter", "  ")}, "empty_text"),
+        ({"prompt": {**_msg("p", "prompter", "Q"), "deleted": True}}, "deleted_message"),
+        ({"prompt": {**_msg("p", "prompter", "Q"), "role": "robot"}}, "unknown_role"),
+        ([1, 2], "wrong_type"),
+    ],
+)
 def test_bad_trees(obj, expected):
     with pytest.raises(AdaptError) as e:
         get_adapter("oasst").adapt(obj)
@@ -189,6 +235,7 @@ def test_bad_trees(obj, expected):
 
 
 def test_non_numeric_rank_is_an_item_error():
-    items = get_adapter("oasst").adapt(_tree(_msg("a", "assistant", "A", rank="first"),
-                                             _msg("b", "assistant", "B", rank=1)))
+    items = get_adapter("oasst").adapt(
+        _tree(_msg("a", "assistant", "A", rank="first"), _msg("b", "assistant", "B", rank=1))
+    )
     assert [it.reason for it in items] == ["wrong_type"]

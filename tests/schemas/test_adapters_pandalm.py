@@ -1,4 +1,5 @@
 """pandalm adapter on the real 999-item test set (3 annotators each), plus bad labels and items."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,9 @@ def _usable(item: dict) -> bool:
 
 
 def _ingest():
-    return adapt_records(read_all(str(PANDA)), get_adapter("pandalm"), run_id="r", source_file=str(PANDA),
-                         format_name="pandalm")
+    return adapt_records(
+        read_all(str(PANDA)), get_adapter("pandalm"), run_id="r", source_file=str(PANDA), format_name="pandalm"
+    )
 
 
 def test_one_row_per_annotator_and_ties_from_zero_labels():
@@ -38,8 +40,10 @@ def test_one_row_per_annotator_and_ties_from_zero_labels():
     assert Counter(r["annotator_id"] for r in rows) == {f"pandalm:{a}": len(usable) for a in ANNOTATORS}
     assert Counter(r.reason for r in res.rejects) == {
         "wrong_type": sum(any(not isinstance(s[k], str) for k in ("response1", "response2")) for s in source),
-        "empty_text": sum(not _usable(s) and all(isinstance(s[k], str) for k in ("response1", "response2"))
-                          for s in source)}
+        "empty_text": sum(
+            not _usable(s) and all(isinstance(s[k], str) for k in ("response1", "response2")) for s in source
+        ),
+    }
     assert res.rows_read == len(rows) + len(res.rejects)
 
 
@@ -73,8 +77,16 @@ def test_record_ids_are_stable_and_identify_content():
     assert set(by_item.values()) == {1}  # the three annotators of one item never collide
 
 
-ITEM = {"idx": 1, "instruction": "Fix the grammar.", "input": "he go home", "response1": "He goes home.",
-        "response2": "He go home.", "annotator1": 1, "annotator2": 2, "annotator3": 0}
+ITEM = {
+    "idx": 1,
+    "instruction": "Fix the grammar.",
+    "input": "he go home",
+    "response1": "He goes home.",
+    "response2": "He go home.",
+    "annotator1": 1,
+    "annotator2": 2,
+    "annotator3": 0,
+}
 
 
 def test_blank_instruction_with_input_is_a_prompt():
@@ -85,7 +97,10 @@ def test_blank_instruction_with_input_is_a_prompt():
 def test_one_bad_label_keeps_the_other_two_rows():
     items = get_adapter("pandalm").adapt({**ITEM, "annotator2": 3})
     assert [type(i).__name__ if isinstance(i, AdaptError) else i[1]["annotator_id"] for i in items] == [
-        "pandalm:annotator1", "AdaptError", "pandalm:annotator3"]
+        "pandalm:annotator1",
+        "AdaptError",
+        "pandalm:annotator3",
+    ]
     assert items[1].reason == "unknown_label" and "annotator2" in items[1].detail
 
 
@@ -96,13 +111,16 @@ def test_unknown_label_values(value):
     assert len(items) == 3
 
 
-@pytest.mark.parametrize("change,expected", [
-    ({"response1": None}, "missing_field"),
-    ({"response2": True}, "wrong_type"),
-    ({"response1": "   "}, "empty_text"),
-    ({"instruction": "", "input": ""}, "empty_text"),
-    ({"annotator1": None, "annotator2": None, "annotator3": None, "extra": 1}, None),
-])
+@pytest.mark.parametrize(
+    "change,expected",
+    [
+        ({"response1": None}, "missing_field"),
+        ({"response2": True}, "wrong_type"),
+        ({"response1": "   "}, "empty_text"),
+        ({"instruction": "", "input": ""}, "empty_text"),
+        ({"annotator1": None, "annotator2": None, "annotator3": None, "extra": 1}, None),
+    ],
+)
 def test_bad_items(change, expected):
     obj = {**ITEM, **change}
     if expected is None:  # present-but-null labels: three unknown_label items, not a crash

@@ -1,4 +1,5 @@
 """ratings adapter on the real Topical-Chat USR file, HelpSteer-style flat rows, and bad scores."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,9 @@ TC = Path(__file__).resolve().parents[2] / "examples" / "data" / "topical_chat_u
 
 
 def _rows(**options):
-    res = adapt_records(read_all(str(TC)), get_adapter("ratings", **options), run_id="r", source_file=str(TC),
-                        format_name="ratings")
+    res = adapt_records(
+        read_all(str(TC)), get_adapter("ratings", **options), run_id="r", source_file=str(TC), format_name="ratings"
+    )
     assert not res.rejects
     return res.tables["ratings"].to_pylist()
 
@@ -58,23 +60,33 @@ def test_history_as_one_text_message():
     # Same ratings either way; the ids differ exactly where the history has more than one turn.
     turns = _rows()
     assert [r["ratings"] for r in rows] == [r["ratings"] for r in turns]
-    assert [a["record_id"] != b["record_id"] for a, b in zip(rows, turns)] == [
-        len(b["prompt"]) > 2 for b in turns]
+    assert [a["record_id"] != b["record_id"] for a, b in zip(rows, turns)] == [len(b["prompt"]) > 2 for b in turns]
 
 
 def test_custom_scales_and_attribute_subset():
     rows = _rows(scales={"overall": (0, 10)}, attributes=["overall"])
-    assert all([(r["attribute"], r["scale_min"], r["scale_max"]) for r in row["ratings"]] ==
-               [("overall", 0.0, 10.0)] for row in rows)
+    assert all(
+        [(r["attribute"], r["scale_min"], r["scale_max"]) for r in row["ratings"]] == [("overall", 0.0, 10.0)]
+        for row in rows
+    )
 
 
 def test_helpsteer_flat_columns():
-    rec = {"prompt": "Summarise the text.", "response": "It is short.", "helpfulness": 3, "correctness": 4,
-           "coherence": 4, "complexity": 1, "verbosity": 0, "split": "train"}
-    (shape, row), = get_adapter("ratings").adapt(rec)
+    rec = {
+        "prompt": "Summarise the text.",
+        "response": "It is short.",
+        "helpfulness": 3,
+        "correctness": 4,
+        "coherence": 4,
+        "complexity": 1,
+        "verbosity": 0,
+        "split": "train",
+    }
+    ((shape, row),) = get_adapter("ratings").adapt(rec)
     assert shape == "ratings"
     assert {r["attribute"]: (r["value"], r["scale_min"], r["scale_max"]) for r in row["ratings"]} == {
-        a: (float(rec[a]), 0.0, 4.0) for a in ("helpfulness", "correctness", "coherence", "complexity", "verbosity")}
+        a: (float(rec[a]), 0.0, 4.0) for a in ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
+    }
     assert orjson.loads(row["meta"]) == {"split": "train"}
 
 
@@ -84,34 +96,48 @@ def reason(obj, **options) -> str:
     return e.value.reason
 
 
-TC_OK = {"source": "hi there \n how are you ? \n\n", "context": "fact", "system_output": "fine",
-         "scores": {"overall": 3, "groundedness": 1}}
+TC_OK = {
+    "source": "hi there \n how are you ? \n\n",
+    "context": "fact",
+    "system_output": "fine",
+    "scores": {"overall": 3, "groundedness": 1},
+}
 
 
-@pytest.mark.parametrize("change,expected", [
-    ({"scores": {"overall": 7}}, "out_of_range"),
-    ({"scores": {"overall": "good"}}, "wrong_type"),
-    ({"scores": {"overall": True}}, "wrong_type"),
-    ({"scores": {}}, "missing_field"),
-    ({"scores": [1, 2]}, "wrong_type"),
-    ({"scores": None}, "missing_field"),
-    ({"system_output": "  "}, "empty_text"),
-    ({"system_output": 5}, "wrong_type"),
-    ({"source": "\n\n"}, "empty_text"),
-    ({"context": 42}, "wrong_type"),
-])
+@pytest.mark.parametrize(
+    "change,expected",
+    [
+        ({"scores": {"overall": 7}}, "out_of_range"),
+        ({"scores": {"overall": "good"}}, "wrong_type"),
+        ({"scores": {"overall": True}}, "wrong_type"),
+        ({"scores": {}}, "missing_field"),
+        ({"scores": [1, 2]}, "wrong_type"),
+        ({"scores": None}, "missing_field"),
+        ({"system_output": "  "}, "empty_text"),
+        ({"system_output": 5}, "wrong_type"),
+        ({"source": "\n\n"}, "empty_text"),
+        ({"context": 42}, "wrong_type"),
+    ],
+)
 def test_bad_topical_chat_records(change, expected):
     assert reason({**TC_OK, **change}) == expected
 
 
 def test_topical_chat_roles_count_back_from_the_end():
-    (_, row), = get_adapter("ratings").adapt(TC_OK)
+    ((_, row),) = get_adapter("ratings").adapt(TC_OK)
     assert [m["role"] for m in row["prompt"]] == ["system", "assistant", "user"]
 
 
 def test_bad_helpsteer_records():
-    ok = {"prompt": "p", "response": "r", "helpfulness": 3, "correctness": 4, "coherence": 4, "complexity": 1,
-          "verbosity": 0}
+    ok = {
+        "prompt": "p",
+        "response": "r",
+        "helpfulness": 3,
+        "correctness": 4,
+        "coherence": 4,
+        "complexity": 1,
+        "verbosity": 0,
+    }
     assert reason({**ok, "verbosity": 5}, layout="helpsteer") == "out_of_range"
     assert reason({k: v for k, v in ok.items() if k != "correctness"}, layout="helpsteer") == "missing_field"
     assert reason({**ok, "response": ""}, layout="helpsteer") == "empty_text"

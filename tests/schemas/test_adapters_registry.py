@@ -1,4 +1,5 @@
 """get_adapter / ADAPTERS: names, one-line errors the CLI can print, options."""
+
 from __future__ import annotations
 
 import pytest
@@ -24,9 +25,21 @@ def test_unknown_format_lists_the_known_names():
 
 
 def test_options_are_passed_and_checked():
-    assert get_adapter("oasst", binary=False).adapt(
-        {"prompt": {"message_id": "p", "role": "prompter", "text": "Q", "replies": [
-            {"message_id": "a", "role": "assistant", "text": "A", "emojis": {"+1": 2}, "replies": []}]}}) == []
+    assert (
+        get_adapter("oasst", binary=False).adapt(
+            {
+                "prompt": {
+                    "message_id": "p",
+                    "role": "prompter",
+                    "text": "Q",
+                    "replies": [
+                        {"message_id": "a", "role": "assistant", "text": "A", "emojis": {"+1": 2}, "replies": []}
+                    ],
+                }
+            }
+        )
+        == []
+    )
     assert get_adapter("hh-rlhf", origin="synthetic").origin == "synthetic"
     with pytest.raises(ValueError, match="does not take option.*colour.*it takes: origin"):
         get_adapter("hh-rlhf", colour="red")

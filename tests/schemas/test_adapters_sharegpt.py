@@ -1,4 +1,5 @@
 """sharegpt adapter on LLaMA-Factory's real DPO and KTO demo files, plus malformed records."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,9 @@ KTO = DATA / "llamafactory_kto_en_demo" / "kto_en_demo.json"
 
 
 def _ingest(path: Path):
-    return adapt_records(read_all(str(path)), get_adapter("sharegpt"), run_id="r", source_file=str(path),
-                         format_name="sharegpt")
+    return adapt_records(
+        read_all(str(path)), get_adapter("sharegpt"), run_id="r", source_file=str(path), format_name="sharegpt"
+    )
 
 
 def test_dpo_file_gives_one_pair_per_record():
@@ -37,8 +39,11 @@ def test_dpo_file_gives_one_pair_per_record():
         assert row["rejected"] == [{"role": "assistant", "content": normalise_text(src["rejected"]["value"])}]
     # The context-length histogram of SOURCE.md, recomputed from the rows.
     assert Counter(len(r["prompt"]) for r in rows) == Counter(len(s["conversations"]) for s in source)
-    assert sum(r["prompt"][0]["role"] == "system" for r in rows) == sum(
-        s["conversations"][0]["from"] == "system" for s in source) > 0
+    assert (
+        sum(r["prompt"][0]["role"] == "system" for r in rows)
+        == sum(s["conversations"][0]["from"] == "system" for s in source)
+        > 0
+    )
 
 
 def test_kto_file_is_150_desirable_150_undesirable():
@@ -66,18 +71,31 @@ G = {"from": "gpt", "value": "4"}
 
 
 def test_tool_roles_map_and_are_remembered_in_meta():
-    (_, row), = adapt({"conversations": [H, {"from": "function_call", "value": '{"name": "calc"}'},
-                                         {"from": "observation", "value": "4"}],
-                       "chosen": G, "rejected": {"from": "gpt", "value": "5"}, "tools": "[]"})
+    ((_, row),) = adapt(
+        {
+            "conversations": [
+                H,
+                {"from": "function_call", "value": '{"name": "calc"}'},
+                {"from": "observation", "value": "4"},
+            ],
+            "chosen": G,
+            "rejected": {"from": "gpt", "value": "5"},
+            "tools": "[]",
+        }
+    )
     assert [m["role"] for m in row["prompt"]] == ["user", "assistant", "user"]
     meta = orjson.loads(row["meta"])
     assert meta == {"tools": "[]", "source_roles": ["human", "function_call", "observation", "gpt", "gpt"]}
 
 
 def test_top_level_system_and_kto_tag():
-    (shape, row), = adapt({"system": "Be brief.", "messages": [{"role": "user", "content": "hi"},
-                                                               {"role": "assistant", "content": "hello"}],
-                           "kto_tag": False})
+    ((shape, row),) = adapt(
+        {
+            "system": "Be brief.",
+            "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+            "kto_tag": False,
+        }
+    )
     assert shape == "binary" and row["label"] is False
     assert row["prompt"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]
 
@@ -88,24 +106,29 @@ def reason(obj) -> str:
     return e.value.reason
 
 
-@pytest.mark.parametrize("obj,expected", [
-    ({"chosen": G, "rejected": G}, "missing_field"),
-    ({"conversations": [H], "chosen": G}, "missing_field"),
-    ({"conversations": [H]}, "missing_field"),
-    ({"conversations": "hi", "chosen": G, "rejected": G}, "wrong_type"),
-    ({"conversations": [H], "chosen": 5, "rejected": G}, "wrong_type"),
-    ({"conversations": [H], "chosen": {"from": "gpt", "value": " "}, "rejected": G}, "empty_text"),
-    ({"conversations": [{"from": "human", "value": ""}], "chosen": G, "rejected": G}, "empty_text"),
-    ({"conversations": [{"from": "bard", "value": "hi"}], "chosen": G, "rejected": G}, "unknown_role"),
-    ({"conversations": [H], "chosen": {"from": "human", "value": "x"}, "rejected": G}, "role_order"),
-    ({"conversations": [H, G], "chosen": G, "rejected": G}, "role_order"),
-    ({"conversations": [H], "chosen": {"value": "x"}, "rejected": G}, "missing_field"),
-    ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x"}], "label": "yes"},
-     "unknown_label"),
-    ({"messages": [{"role": "user", "content": "hi"}], "label": True}, "role_order"),
-    ({"messages": [{"role": "assistant", "content": "x"}], "label": True}, "role_order"),
-    ({"system": 3, "conversations": [H], "chosen": G, "rejected": G}, "wrong_type"),
-])
+@pytest.mark.parametrize(
+    "obj,expected",
+    [
+        ({"chosen": G, "rejected": G}, "missing_field"),
+        ({"conversations": [H], "chosen": G}, "missing_field"),
+        ({"conversations": [H]}, "missing_field"),
+        ({"conversations": "hi", "chosen": G, "rejected": G}, "wrong_type"),
+        ({"conversations": [H], "chosen": 5, "rejected": G}, "wrong_type"),
+        ({"conversations": [H], "chosen": {"from": "gpt", "value": " "}, "rejected": G}, "empty_text"),
+        ({"conversations": [{"from": "human", "value": ""}], "chosen": G, "rejected": G}, "empty_text"),
+        ({"conversations": [{"from": "bard", "value": "hi"}], "chosen": G, "rejected": G}, "unknown_role"),
+        ({"conversations": [H], "chosen": {"from": "human", "value": "x"}, "rejected": G}, "role_order"),
+        ({"conversations": [H, G], "chosen": G, "rejected": G}, "role_order"),
+        ({"conversations": [H], "chosen": {"value": "x"}, "rejected": G}, "missing_field"),
+        (
+            {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x"}], "label": "yes"},
+            "unknown_label",
+        ),
+        ({"messages": [{"role": "user", "content": "hi"}], "label": True}, "role_order"),
+        ({"messages": [{"role": "assistant", "content": "x"}], "label": True}, "role_order"),
+        ({"system": 3, "conversations": [H], "chosen": G, "rejected": G}, "wrong_type"),
+    ],
+)
 def test_bad_records(obj, expected):
     assert reason(obj) == expected
 

@@ -1,5 +1,6 @@
 """TRL adapter. No TRL file ships in examples/data, so the real LLaMA-Factory files are rewritten
 into each TRL layout and must give the same rows (record_ids) as the sharegpt adapter."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,8 +31,10 @@ def _dpo():
 
 def test_explicit_conversational_matches_sharegpt_on_real_dpo_file():
     objs = _dpo()
-    trl = [{"prompt": _msgs(o["conversations"]), "chosen": _msgs([o["chosen"]]),
-            "rejected": _msgs([o["rejected"]])} for o in objs]
+    trl = [
+        {"prompt": _msgs(o["conversations"]), "chosen": _msgs([o["chosen"]]), "rejected": _msgs([o["rejected"]])}
+        for o in objs
+    ]
     got = _rows(get_adapter("trl"), trl)
     want = _rows(get_adapter("sharegpt"), objs)
     assert len(got) == len(objs) == 300
@@ -41,8 +44,10 @@ def test_explicit_conversational_matches_sharegpt_on_real_dpo_file():
 
 def test_implicit_prompt_is_split_at_the_longest_common_prefix():
     objs = _dpo()
-    trl = [{"chosen": _msgs(o["conversations"] + [o["chosen"]]),
-            "rejected": _msgs(o["conversations"] + [o["rejected"]])} for o in objs]
+    trl = [
+        {"chosen": _msgs(o["conversations"] + [o["chosen"]]), "rejected": _msgs(o["conversations"] + [o["rejected"]])}
+        for o in objs
+    ]
     got = _rows(get_adapter("trl"), trl)
     want = _rows(get_adapter("sharegpt"), objs)
     assert [r["record_id"] for r in got] == [r["record_id"] for r in want]
@@ -53,8 +58,10 @@ def test_implicit_prompt_is_split_at_the_longest_common_prefix():
 def test_standard_strings_become_single_messages():
     objs = _dpo()
     single = [o for o in objs if len(o["conversations"]) == 1]
-    trl = [{"prompt": o["conversations"][0]["value"], "chosen": o["chosen"]["value"],
-            "rejected": o["rejected"]["value"]} for o in single]
+    trl = [
+        {"prompt": o["conversations"][0]["value"], "chosen": o["chosen"]["value"], "rejected": o["rejected"]["value"]}
+        for o in single
+    ]
     got = _rows(get_adapter("trl"), trl)
     want = _rows(get_adapter("sharegpt"), single)
     assert len(got) == len(single) > 0
@@ -73,27 +80,35 @@ def test_unpaired_kto_matches_sharegpt_on_real_kto_file():
 
 
 def test_scores_give_the_margin_and_stay_in_meta():
-    (_, row), = get_adapter("trl").adapt({"prompt": "2+2?", "chosen": "4", "rejected": "5",
-                                          "score_chosen": 9.0, "score_rejected": 2.5})
+    ((_, row),) = get_adapter("trl").adapt(
+        {"prompt": "2+2?", "chosen": "4", "rejected": "5", "score_chosen": 9.0, "score_rejected": 2.5}
+    )
     assert row["margin"] == 6.5
     assert orjson.loads(row["meta"])["score_chosen"] == 9.0
     # Scores that disagree with the label keep their sign: a signal for curation, not a swap.
-    (_, row), = get_adapter("trl").adapt({"prompt": "2+2?", "chosen": "4", "rejected": "5",
-                                          "score_chosen": 1, "score_rejected": 3})
+    ((_, row),) = get_adapter("trl").adapt(
+        {"prompt": "2+2?", "chosen": "4", "rejected": "5", "score_chosen": 1, "score_rejected": 3}
+    )
     assert row["margin"] == -2.0 and row["chosen"][0]["content"] == "4"
-    (_, row), = get_adapter("trl").adapt({"prompt": "q", "chosen": "a", "rejected": "b", "margin": 0.25})
+    ((_, row),) = get_adapter("trl").adapt({"prompt": "q", "chosen": "a", "rejected": "b", "margin": 0.25})
     assert row["margin"] == 0.25
 
 
 def test_implicit_standard_strings_keep_an_empty_prompt():
-    (_, row), = get_adapter("trl").adapt({"chosen": "The sky is blue.", "rejected": "The sky is green."})
+    ((_, row),) = get_adapter("trl").adapt({"chosen": "The sky is blue.", "rejected": "The sky is green."})
     assert row["prompt"] == [] and row["chosen"][0]["content"] == "The sky is blue."
 
 
 def test_multimodal_text_parts_are_joined():
-    (_, row), = get_adapter("trl").adapt({
-        "prompt": [{"role": "user", "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}]}],
-        "chosen": [{"role": "assistant", "content": "hello"}], "rejected": [{"role": "assistant", "content": "go"}]})
+    ((_, row),) = get_adapter("trl").adapt(
+        {
+            "prompt": [
+                {"role": "user", "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}]}
+            ],
+            "chosen": [{"role": "assistant", "content": "hello"}],
+            "rejected": [{"role": "assistant", "content": "go"}],
+        }
+    )
     assert row["prompt"][0]["content"] == "Hi there"
 
 
@@ -106,26 +121,34 @@ def reason(obj) -> str:
 U = [{"role": "user", "content": "q"}]
 
 
-@pytest.mark.parametrize("obj,expected", [
-    ({"prompt": "q", "chosen": "a"}, "missing_field"),
-    ({"text": "just text"}, "missing_field"),
-    ({"prompt": "q", "chosen": 3, "rejected": "b"}, "wrong_type"),
-    ({"prompt": "q", "chosen": "", "rejected": "b"}, "empty_text"),
-    ({"prompt": "  ", "chosen": "a", "rejected": "b"}, "empty_text"),
-    ({"prompt": U, "chosen": [{"role": "tool", "content": "x"}], "rejected": "b"}, "unknown_role"),
-    ({"prompt": U, "chosen": [{"content": "x"}], "rejected": "b"}, "missing_field"),
-    ({"prompt": U + [{"role": "assistant", "content": "x"}], "chosen": "a", "rejected": "b"}, "role_order"),
-    ({"prompt": U, "chosen": [{"role": "user", "content": "a"}], "rejected": "b"}, "role_order"),
-    ({"chosen": U + [{"role": "assistant", "content": "a"}], "rejected": "b"}, "wrong_type"),
-    ({"chosen": [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a"}],
-      "rejected": [{"role": "user", "content": "q2"}, {"role": "assistant", "content": "a"}]}, "prompt_mismatch"),
-    ({"prompt": "q", "chosen": "a", "rejected": "b", "score_chosen": "high", "score_rejected": 1}, "wrong_type"),
-    ({"prompt": "q", "chosen": "a", "rejected": "b", "score_chosen": 1}, "missing_field"),
-    ({"prompt": "q", "completion": "a"}, "missing_field"),
-    ({"prompt": "q", "completion": "a", "label": "yes"}, "unknown_label"),
-    ({"prompt": "q", "completion": "a", "label": 1}, "unknown_label"),
-    ({"completion": U, "label": True}, "role_order"),
-    ("not an object", "wrong_type"),
-])
+@pytest.mark.parametrize(
+    "obj,expected",
+    [
+        ({"prompt": "q", "chosen": "a"}, "missing_field"),
+        ({"text": "just text"}, "missing_field"),
+        ({"prompt": "q", "chosen": 3, "rejected": "b"}, "wrong_type"),
+        ({"prompt": "q", "chosen": "", "rejected": "b"}, "empty_text"),
+        ({"prompt": "  ", "chosen": "a", "rejected": "b"}, "empty_text"),
+        ({"prompt": U, "chosen": [{"role": "tool", "content": "x"}], "rejected": "b"}, "unknown_role"),
+        ({"prompt": U, "chosen": [{"content": "x"}], "rejected": "b"}, "missing_field"),
+        ({"prompt": U + [{"role": "assistant", "content": "x"}], "chosen": "a", "rejected": "b"}, "role_order"),
+        ({"prompt": U, "chosen": [{"role": "user", "content": "a"}], "rejected": "b"}, "role_order"),
+        ({"chosen": U + [{"role": "assistant", "content": "a"}], "rejected": "b"}, "wrong_type"),
+        (
+            {
+                "chosen": [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a"}],
+                "rejected": [{"role": "user", "content": "q2"}, {"role": "assistant", "content": "a"}],
+            },
+            "prompt_mismatch",
+        ),
+        ({"prompt": "q", "chosen": "a", "rejected": "b", "score_chosen": "high", "score_rejected": 1}, "wrong_type"),
+        ({"prompt": "q", "chosen": "a", "rejected": "b", "score_chosen": 1}, "missing_field"),
+        ({"prompt": "q", "completion": "a"}, "missing_field"),
+        ({"prompt": "q", "completion": "a", "label": "yes"}, "unknown_label"),
+        ({"prompt": "q", "completion": "a", "label": 1}, "unknown_label"),
+        ({"completion": U, "label": True}, "role_order"),
+        ("not an object", "wrong_type"),
+    ],
+)
 def test_bad_records(obj, expected):
     assert reason(obj) == expected

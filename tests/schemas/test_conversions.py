@@ -1,4 +1,5 @@
 """Named conversion policies between shapes (schemas/conversions.py)."""
+
 from __future__ import annotations
 
 import json
@@ -9,15 +10,27 @@ import orjson
 import pytest
 
 from schemas.canonical import BINARY, PAIRWISE
-from schemas.conversions import (convert_table, pairs_to_binary, ranking_to_binary, ranking_to_pairs,
-                                 ratings_to_binary, ratings_to_pairs)
+from schemas.conversions import (
+    convert_table,
+    pairs_to_binary,
+    ranking_to_binary,
+    ranking_to_pairs,
+    ratings_to_binary,
+    ratings_to_pairs,
+)
 from schemas.records import listwise, pairwise, ratings, to_table
 from schemas.validation import validate_rows
 
 TOPICAL = Path(__file__).resolve().parents[2] / "examples" / "data" / "topical_chat_usr_ratings" / "topical_chat.json"
 # Scales as stated in the data set's SOURCE.md.
-SCALES = {"understandability": (0.0, 1.0), "naturalness": (1.0, 3.0), "coherence": (1.0, 3.0),
-          "engagingness": (1.0, 3.0), "groundedness": (0.0, 1.0), "overall": (1.0, 5.0)}
+SCALES = {
+    "understandability": (0.0, 1.0),
+    "naturalness": (1.0, 3.0),
+    "coherence": (1.0, 3.0),
+    "engagingness": (1.0, 3.0),
+    "groundedness": (0.0, 1.0),
+    "overall": (1.0, 5.0),
+}
 U = [{"role": "user", "content": "Name a prime number."}]
 LINEAGE = {"format": "unit", "source_file": "ranks.jsonl", "source_row": 41, "run_id": "run-7"}
 
@@ -27,8 +40,16 @@ def A(text: str) -> list[dict]:
 
 
 def ranked(ranks=None, scores=None, texts=("a", "b", "c", "d"), **kw) -> dict:
-    row = listwise(U, [A(t) for t in texts], ranks=ranks, scores=scores, origin=kw.pop("origin", "ai_judge"),
-                   annotator_id=kw.pop("annotator_id", "judge-1"), meta={"tree": "t1"}, **kw)
+    row = listwise(
+        U,
+        [A(t) for t in texts],
+        ranks=ranks,
+        scores=scores,
+        origin=kw.pop("origin", "ai_judge"),
+        annotator_id=kw.pop("annotator_id", "judge-1"),
+        meta={"tree": "t1"},
+        **kw,
+    )
     return {**row, **LINEAGE}
 
 
@@ -120,8 +141,9 @@ def topical() -> tuple[list[dict], list[dict]]:
     rows = []
     for i, rec in enumerate(recs):
         prompt = [{"role": "user", "content": rec["source"]}]
-        row = ratings(prompt, A(rec["system_output"]), rec["scores"], scales=SCALES,
-                      meta={"system_id": rec["system_id"]})
+        row = ratings(
+            prompt, A(rec["system_output"]), rec["scores"], scales=SCALES, meta={"system_id": rec["system_id"]}
+        )
         rows.append({**row, "format": "topical_chat", "source_file": TOPICAL.name, "source_row": i, "run_id": "r"})
     return recs, rows
 
@@ -131,9 +153,11 @@ def _expected_pairs(recs: list[dict], attribute: str, m: float) -> int:
     n = 0
     for a, b in permutations(range(len(recs)), 2):
         ra, rb = recs[a], recs[b]
-        if ra["source"].strip() == rb["source"].strip() and \
-                ra["system_output"].strip() != rb["system_output"].strip() and \
-                ra["scores"][attribute] - rb["scores"][attribute] >= m:
+        if (
+            ra["source"].strip() == rb["source"].strip()
+            and ra["system_output"].strip() != rb["system_output"].strip()
+            and ra["scores"][attribute] - rb["scores"][attribute] >= m
+        ):
             n += 1
     return n
 
@@ -163,8 +187,13 @@ def test_topical_ratings_validate_and_a_wrong_scale_is_caught(topical):
     recs, rows = topical
     kept, rejects = validate_rows(to_table(rows, "ratings"), "ratings")
     assert not [r for r in rejects if r.reason == "rating_out_of_range"]
-    tight = [{**ratings(r["prompt"], r["completion"], rec["scores"], scales={**SCALES, "overall": (1.0, 4.0)}),
-              **{k: r[k] for k in ("format", "source_file", "source_row", "run_id")}} for r, rec in zip(rows, recs)]
+    tight = [
+        {
+            **ratings(r["prompt"], r["completion"], rec["scores"], scales={**SCALES, "overall": (1.0, 4.0)}),
+            **{k: r[k] for k in ("format", "source_file", "source_row", "run_id")},
+        }
+        for r, rec in zip(rows, recs)
+    ]
     _, rejects = validate_rows(to_table(tight, "ratings"), "ratings")
     out = [r for r in rejects if r.reason == "rating_out_of_range"]
     assert len(out) == sum(rec["scores"]["overall"] > 4.0 for rec in recs) > 0
@@ -200,8 +229,10 @@ def test_convert_table_other_directions(topical):
     assert pairs.num_rows == len(ratings_to_pairs(rows, "overall", 1.0))
     binary = convert_table(pairs, "pairwise", "binary")
     assert binary.schema == BINARY and binary.num_rows == 2 * pairs.num_rows
-    with_tie = to_table([{**pairwise(U, A("1"), A("2"), label="tie"), **LINEAGE},
-                         {**pairwise(U, A("3"), A("4")), **LINEAGE}], "pairwise")
+    with_tie = to_table(
+        [{**pairwise(U, A("1"), A("2"), label="tie"), **LINEAGE}, {**pairwise(U, A("3"), A("4")), **LINEAGE}],
+        "pairwise",
+    )
     assert convert_table(with_tie, "pairwise", "binary").num_rows == 2
     kto = convert_table(table, "ratings", "binary", attribute="overall", desirable_at_least=4, undesirable_at_most=2)
     assert kto.num_rows == sum(1 for r in rows for _ in ratings_to_binary(r, "overall", 4, 2))

@@ -1,4 +1,5 @@
 """schemas/readers.py: file → raw records, bad lines as rejections, chunks that cover every row once."""
+
 from __future__ import annotations
 
 import gzip
@@ -101,7 +102,10 @@ def test_gzip_jsonl_keeps_bad_lines_as_rejections(tmp_path):
     path = _write(tmp_path / "a.jsonl.gz", gzip.compress(b'{"x": 1}\nnot json\n\n{"x": 2}\n'))
     recs = _records(path)
     assert [(r.source_row, r.obj, r.error.reason if r.error else None) for r in recs] == [
-        (0, {"x": 1}, None), (1, None, "invalid_json"), (3, {"x": 2}, None)]
+        (0, {"x": 1}, None),
+        (1, None, "invalid_json"),
+        (3, {"x": 2}, None),
+    ]
     assert recs[1].raw == b"not json"
 
 

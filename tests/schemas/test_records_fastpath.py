@@ -5,6 +5,7 @@
 the rows, rejects and counts must equal the dict path's. Ids are pinned to values computed with the
 builders as they were before the fast path existed (schemas/records.py at commit 5148d74).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,16 +26,27 @@ HH = Path(__file__).resolve().parents[2] / "examples" / "data" / "hh_rlhf_harmle
 ASCII = {"chosen": "\n\nHuman: What is 2+2?\n\nAssistant: 4", "rejected": "\n\nHuman: What is 2+2?\n\nAssistant: 5"}
 # Decomposed é (NFC composes it), curly quotes, CRLF inside a turn, a non-breaking space that strip() drops,
 # and a field that goes to meta.
-UNICODE = {"chosen": "\n\nHuman: cafe\u0301 \u2019quoted\u2019 \r\nline\n\nAssistant:  Oui\u00a0",
-           "rejected": "\n\nHuman: cafe\u0301 \u2019quoted\u2019 \r\nline\n\nAssistant: Non\r\n",
-           "extra": {"k": [1, 2.5, None]}}
+UNICODE = {
+    "chosen": "\n\nHuman: cafe\u0301 \u2019quoted\u2019 \r\nline\n\nAssistant:  Oui\u00a0",
+    "rejected": "\n\nHuman: cafe\u0301 \u2019quoted\u2019 \r\nline\n\nAssistant: Non\r\n",
+    "extra": {"k": [1, 2.5, None]},
+}
 # record_id, prompt_id, chosen_id, rejected_id, meta from the builders before the fast path.
 PINNED = {
-    "ascii": ("6fe68bfb8c40fbb558913ffd2d4776bd", "a75d03ff617b80387a6db8e690740c2f",
-              "63e2fcfa6903503f02dd37f0e393feed", "8d377f683f8c750419bd18ab4474fdec", None),
-    "unicode": ("418374c3674897babba313838294679d", "e5113a4862aaa2d4d8b855ec0d8d200f",
-                "683dfa14b6b8b74ddc1e5de0c83a5238", "d703603bee74cf66819e0e2387b7cade",
-                '{"extra":{"k":[1,2.5,null]}}'),
+    "ascii": (
+        "6fe68bfb8c40fbb558913ffd2d4776bd",
+        "a75d03ff617b80387a6db8e690740c2f",
+        "63e2fcfa6903503f02dd37f0e393feed",
+        "8d377f683f8c750419bd18ab4474fdec",
+        None,
+    ),
+    "unicode": (
+        "418374c3674897babba313838294679d",
+        "e5113a4862aaa2d4d8b855ec0d8d200f",
+        "683dfa14b6b8b74ddc1e5de0c83a5238",
+        "d703603bee74cf66819e0e2387b7cade",
+        '{"extra":{"k":[1,2.5,null]}}',
+    ),
 }
 # sha256 over the record_id, prompt_id, chosen_id and rejected_id columns of the real file, same origin.
 PINNED_FILE = "f7e7fb72b701d7bb3885285f5f8f89bfa070612fbb0a673e8ba94e2db64ddbae"
@@ -56,10 +68,17 @@ def _reference_pairwise(prompt, chosen, rejected, label="chosen_better", annotat
     """The ids as the original builder computed them, from the unchanged schemas.ids primitives."""
     p, c, r = (normalise_messages(x) for x in (prompt, chosen, rejected))
     pb, cb, rb = conversation_bytes(p), conversation_bytes(c), conversation_bytes(r)
-    return {"prompt": p, "chosen": c, "rejected": r, "prompt_id": digest(pb), "chosen_id": digest(cb),
-            "rejected_id": digest(rb),
-            "record_id": digest(b"pairwise", pb, cb, rb, label.encode(), (annotator_id or "").encode(),
-                                (policy or "").encode())}
+    return {
+        "prompt": p,
+        "chosen": c,
+        "rejected": r,
+        "prompt_id": digest(pb),
+        "chosen_id": digest(cb),
+        "rejected_id": digest(rb),
+        "record_id": digest(
+            b"pairwise", pb, cb, rb, label.encode(), (annotator_id or "").encode(), (policy or "").encode()
+        ),
+    }
 
 
 def _malformed() -> list[RawRecord]:
@@ -75,8 +94,10 @@ def _malformed() -> list[RawRecord]:
         {"chosen": "\n\nHuman: q\n\nAssistant: ", "rejected": "\n\nHuman: q\n\nAssistant: b"},
         {"chosen": "\n\nHuman: \n\nAssistant: a", "rejected": "\n\nHuman: \n\nAssistant: b"},
         {"chosen": "\n\nHuman: q\n\nAssistant: a\n\nHuman: more", "rejected": "\n\nHuman: q\n\nAssistant: b"},
-        {"chosen": "\n\nHuman: q\n\nAssistant: x\n\nAssistant: \n\nHuman: z\n\nAssistant: a",
-         "rejected": "\n\nHuman: q\n\nAssistant: x\n\nAssistant: \n\nHuman: z\n\nAssistant: b"},
+        {
+            "chosen": "\n\nHuman: q\n\nAssistant: x\n\nAssistant: \n\nHuman: z\n\nAssistant: a",
+            "rejected": "\n\nHuman: q\n\nAssistant: x\n\nAssistant: \n\nHuman: z\n\nAssistant: b",
+        },
         # Whitespace-only differences in the context are the same prompt once normalised.
         {"chosen": "\n\nHuman: hi  \n\nAssistant: a", "rejected": "\n\nHuman:  hi\n\nAssistant: b"},
         {"chosen": "Human: no blank line\n\nAssistant: a", "rejected": "Human: no blank line\n\nAssistant: b"},
@@ -110,19 +131,29 @@ def test_pinned_ids_through_the_adapter_both_paths():
 
 
 def test_pinned_ids_of_the_dict_builder_with_every_option():
-    row = pairwise([{"role": "system", "content": " sys "}, {"role": "user", "content": "q"}],
-                   [{"role": "assistant", "content": "a"}], [{"role": "assistant", "content": "b"}],
-                   label="tie", margin=1, origin="ai_judge", annotator_id=7, policy="p", meta={"z": 1})
+    row = pairwise(
+        [{"role": "system", "content": " sys "}, {"role": "user", "content": "q"}],
+        [{"role": "assistant", "content": "a"}],
+        [{"role": "assistant", "content": "b"}],
+        label="tie",
+        margin=1,
+        origin="ai_judge",
+        annotator_id=7,
+        policy="p",
+        meta={"z": 1},
+    )
     assert (row["record_id"], row["prompt_id"], row["chosen_id"], row["rejected_id"]) == (
-        "febc304d63d30f36632b05247ea87e86", "be1948539a1fa7cfd703bb64141c2a4f",
-        "3cab1666b591e3e5c67a3699ad4b037e", "d323d8c2140fb51b2ed73cb4249139b6")
+        "febc304d63d30f36632b05247ea87e86",
+        "be1948539a1fa7cfd703bb64141c2a4f",
+        "3cab1666b591e3e5c67a3699ad4b037e",
+        "d323d8c2140fb51b2ed73cb4249139b6",
+    )
     assert (row["meta"], row["margin"], row["annotator_id"]) == ('{"z":1}', 1.0, "7")
     assert row["prompt"] == [{"role": "system", "content": "sys"}, {"role": "user", "content": "q"}]
 
 
 def test_real_file_ids_are_pinned():
-    res = adapt_records(read_all(str(HH)), get_adapter("hh-rlhf"), run_id="r", source_file="f",
-                        format_name="hh-rlhf")
+    res = adapt_records(read_all(str(HH)), get_adapter("hh-rlhf"), run_id="r", source_file="f", format_name="hh-rlhf")
     table = res.tables["pairwise"]
     h = hashlib.sha256()
     for col in ID_COLUMNS[:4]:
@@ -167,16 +198,26 @@ def test_a_failed_add_appends_nothing():
     assert len(cols) == 0
     cols.add([("user", " q ")], [("assistant", "a")], [("assistant", "b")], 7, meta={"x": 1})
     got = cols.to_table(format_name="f", source_file="s", run_id="r")
-    row = pairwise([{"role": "user", "content": " q "}], [{"role": "assistant", "content": "a"}],
-                   [{"role": "assistant", "content": "b"}], meta={"x": 1})
+    row = pairwise(
+        [{"role": "user", "content": " q "}],
+        [{"role": "assistant", "content": "a"}],
+        [{"role": "assistant", "content": "b"}],
+        meta={"x": 1},
+    )
     row.update(format="f", source_file="s", source_row=7, run_id="r")
     assert got.equals(to_table([row], "pairwise"))
 
 
 def test_every_option_of_add_matches_the_dict_builder():
     cases = [
-        dict(label="tie", margin=0.25, origin="ai_judge", annotator_id=3, policy="ranking->pairs:all",
-             meta={"a": [1, {"b": None}]}),
+        dict(
+            label="tie",
+            margin=0.25,
+            origin="ai_judge",
+            annotator_id=3,
+            policy="ranking->pairs:all",
+            meta={"a": [1, {"b": None}]},
+        ),
         dict(label="chosen_better", margin=None, origin="synthetic", annotator_id="ann", policy=None, meta=None),
         dict(),
     ]
@@ -184,9 +225,16 @@ def test_every_option_of_add_matches_the_dict_builder():
     cols, rows = PairwiseColumns(), []
     for i, kw in enumerate(cases):
         cols.add(prompt, [("assistant", " a "), ("user", "u"), ("assistant", "b")], [("assistant", "c")], i, **kw)
-        row = pairwise([{"role": r, "content": t} for r, t in prompt],
-                       [{"role": "assistant", "content": " a "}, {"role": "user", "content": "u"},
-                        {"role": "assistant", "content": "b"}], [{"role": "assistant", "content": "c"}], **kw)
+        row = pairwise(
+            [{"role": r, "content": t} for r, t in prompt],
+            [
+                {"role": "assistant", "content": " a "},
+                {"role": "user", "content": "u"},
+                {"role": "assistant", "content": "b"},
+            ],
+            [{"role": "assistant", "content": "c"}],
+            **kw,
+        )
         row.update(format="f", source_file="s", source_row=i, run_id="r")
         rows.append(row)
     fast = cols.to_table(format_name="f", source_file="s", run_id="r")
@@ -210,5 +258,8 @@ def test_conversation_column_layout_matches_from_pylist():
     table = cols.to_table(format_name="f", source_file="s", run_id="r")
     prompt = table.column("prompt").combine_chunks()
     assert isinstance(prompt, pa.ListArray) and prompt.offsets.to_pylist() == [0, 3, 4]
-    assert prompt.to_pylist()[0] == [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
-                                     {"role": "user", "content": "c"}]
+    assert prompt.to_pylist()[0] == [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "b"},
+        {"role": "user", "content": "c"},
+    ]

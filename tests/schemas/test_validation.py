@@ -1,4 +1,5 @@
 """Row and batch validation: Arrow schema + Great Expectations suites (schemas/validation.py)."""
+
 from __future__ import annotations
 
 import gzip
@@ -44,8 +45,16 @@ def lw(i=0, prompt=U, completions=None, **kw) -> dict:
 
 
 def rt(i=0, prompt=U, completion=None, attributes=None, scales=None, **kw) -> dict:
-    return lineage(ratings(prompt, completion or A("Simmer it."), {"overall": 4.0} if attributes is None else attributes,
-                           scales={"overall": (1.0, 5.0)} if scales is None else scales, **kw), i)
+    return lineage(
+        ratings(
+            prompt,
+            completion or A("Simmer it."),
+            {"overall": 4.0} if attributes is None else attributes,
+            scales={"overall": (1.0, 5.0)} if scales is None else scales,
+            **kw,
+        ),
+        i,
+    )
 
 
 def mutate(row: dict, **changes) -> dict:
@@ -58,19 +67,33 @@ BAD = [
     ("pairwise", lambda: pw(label="rejected_better"), "invalid_label"),
     ("pairwise", lambda: pw(origin="crowd"), "invalid_origin"),
     ("pairwise", lambda: pw(chosen=A("   ")), "empty_turn"),  # normalises to ""
-    ("pairwise", lambda: pw(prompt=[{"role": "user", "content": "q"}, {"role": "user", "content": "q2"}]),
-     "roles_not_alternating"),
-    ("pairwise", lambda: pw(prompt=[{"role": "user", "content": "q"}, {"role": "system", "content": "s"},
-                                    {"role": "user", "content": "q2"}]), "roles_not_alternating"),
+    (
+        "pairwise",
+        lambda: pw(prompt=[{"role": "user", "content": "q"}, {"role": "user", "content": "q2"}]),
+        "roles_not_alternating",
+    ),
+    (
+        "pairwise",
+        lambda: pw(
+            prompt=[
+                {"role": "user", "content": "q"},
+                {"role": "system", "content": "s"},
+                {"role": "user", "content": "q2"},
+            ]
+        ),
+        "roles_not_alternating",
+    ),
     ("pairwise", lambda: pw(prompt=[{"role": "human", "content": "q"}]), "invalid_role"),
-    ("pairwise", lambda: pw(prompt=[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]),
-     "judged_turn_not_assistant"),
+    (
+        "pairwise",
+        lambda: pw(prompt=[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]),
+        "judged_turn_not_assistant",
+    ),
     ("pairwise", lambda: pw(prompt=[]), "judged_turn_not_assistant"),
     ("pairwise", lambda: mutate(pw(), chosen_id=None), "missing_field"),
     ("pairwise", lambda: mutate(pw(), chosen=[]), "judged_turn_not_assistant"),
     ("binary", lambda: bn(completion=[{"role": "user", "content": "hm"}]), "roles_not_alternating"),
-    ("binary", lambda: bn(completion=A("fine") + [{"role": "user", "content": "and?"}]),
-     "judged_turn_not_assistant"),
+    ("binary", lambda: bn(completion=A("fine") + [{"role": "user", "content": "and?"}]), "judged_turn_not_assistant"),
     ("binary", lambda: bn(origin="oracle"), "invalid_origin"),
     ("binary", lambda: mutate(bn(), label=None), "missing_field"),
     ("listwise", lambda: lw(completions=[A("only one")], ranks=[0]), "too_few_completions"),
@@ -100,8 +123,9 @@ GOOD = [
 
 
 def good_for(shape: str) -> dict:
-    return {"pairwise": pw, "binary": bn, "listwise": lw, "ratings": rt}[shape](i=7, prompt=[
-        {"role": "user", "content": f"a good {shape} prompt"}])
+    return {"pairwise": pw, "binary": bn, "listwise": lw, "ratings": rt}[shape](
+        i=7, prompt=[{"role": "user", "content": f"a good {shape} prompt"}]
+    )
 
 
 @pytest.mark.parametrize("shape,make,reason", BAD, ids=[f"{s}-{r}-{i}" for i, (s, _, r) in enumerate(BAD)])
@@ -111,8 +135,14 @@ def test_each_rule_rejects_its_violation_and_keeps_the_good_row(shape, make, rea
     assert kept.column("record_id").to_pylist() == [good["record_id"]]
     assert len(rejects) == 1
     r = rejects[0]
-    assert (r.reason, r.step, r.shape, r.record_id, r.source_file, r.source_row) == \
-        (reason, "validate", shape, bad["record_id"], "unit.jsonl", 3)
+    assert (r.reason, r.step, r.shape, r.record_id, r.source_file, r.source_row) == (
+        reason,
+        "validate",
+        shape,
+        bad["record_id"],
+        "unit.jsonl",
+        3,
+    )
     assert reason in r.detail
     raw = orjson.loads(r.to_row("run-1")["raw"])
     assert raw["record_id"] == bad["record_id"] and raw["prompt"] == bad["prompt"]
@@ -173,8 +203,10 @@ def test_empty_table():
 
 def _dialogue(text: str) -> list[dict]:
     parts = re.split(r"\n\n(Human|Assistant): ", text)
-    return [{"role": "user" if parts[i] == "Human" else "assistant", "content": parts[i + 1]}
-            for i in range(1, len(parts) - 1, 2)]
+    return [
+        {"role": "user" if parts[i] == "Human" else "assistant", "content": parts[i + 1]}
+        for i in range(1, len(parts) - 1, 2)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +227,8 @@ def _reference_reason(row: dict, cap: int) -> str | None:
     roles_ok = all(m["role"] in ("system", "user", "assistant") for m in msgs)
     body = p[1:] if p and p[0]["role"] == "system" else p
     alternating = all(m["role"] == ("user" if k % 2 == 0 else "assistant") for k, m in enumerate(body)) and all(
-        m["role"] == ("assistant" if k % 2 == 0 else "user") for c in (ch, rj) for k, m in enumerate(c))
+        m["role"] == ("assistant" if k % 2 == 0 else "user") for c in (ch, rj) for k, m in enumerate(c)
+    )
     checks = [
         ("chosen_equals_rejected", ch == rj),
         ("invalid_label", row["label"] not in ("chosen_better", "tie")),
@@ -203,8 +236,14 @@ def _reference_reason(row: dict, cap: int) -> str | None:
         ("empty_turn", any(not m["content"].strip() for m in msgs)),
         ("invalid_role", not roles_ok),
         ("roles_not_alternating", roles_ok and not alternating),
-        ("judged_turn_not_assistant", not (p and p[-1]["role"] == "user" and all(
-            c and c[0]["role"] == "assistant" and c[-1]["role"] == "assistant" for c in (ch, rj)))),
+        (
+            "judged_turn_not_assistant",
+            not (
+                p
+                and p[-1]["role"] == "user"
+                and all(c and c[0]["role"] == "assistant" and c[-1]["role"] == "assistant" for c in (ch, rj))
+            ),
+        ),
         ("text_too_long", sum(len(m["content"].encode()) for m in msgs) > cap),
     ]
     return next((name for name, failed in checks if failed), None)
@@ -225,7 +264,8 @@ def test_real_hh_rows_match_the_reference_rules(hh_rows):
     assert kept.num_rows + len(rejects) == len(rows)
     assert set(kept.column("record_id").to_pylist()) == {k for k, v in expected.items() if v is None}
     assert {"chosen_equals_rejected", "invalid_label", "judged_turn_not_assistant", "text_too_long"} <= set(
-        got.values())
+        got.values()
+    )
     assert expected[rows[13]["record_id"]] is None
 
 
@@ -271,8 +311,9 @@ def test_gx_context_and_suites_are_built_once():
 
 
 def _pairs(n: int, ties: int) -> pa.Table:
-    return to_table([pw(i=i, chosen=A(f"answer {i}"), label="tie" if i < ties else "chosen_better")
-                     for i in range(n)], "pairwise")
+    return to_table(
+        [pw(i=i, chosen=A(f"answer {i}"), label="tie" if i < ties else "chosen_better") for i in range(n)], "pairwise"
+    )
 
 
 def test_tie_rate_over_bound_fails_with_a_readable_report():
@@ -292,6 +333,7 @@ def test_rates_are_skipped_on_tiny_batches():
 def test_binary_label_balance():
     def table(n_true, n_false):
         return to_table([bn(i=i, completion=A(f"c{i}"), label=i < n_true) for i in range(n_true + n_false)], "binary")
+
     report = validate_batch(table(30, 0), "binary")
     assert report.failures == ["label_balance"] and "[0.02, 0.98]" in report.text
     assert validate_batch(table(29, 1), "binary").success

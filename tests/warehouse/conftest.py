@@ -1,4 +1,5 @@
 """Test data for the warehouse: real sample records parsed by tiny helpers (the adapters live elsewhere)."""
+
 from __future__ import annotations
 
 import gzip
@@ -25,8 +26,10 @@ _TURN = re.compile(r"\n\n(Human|Assistant): ")
 
 def _dialogue(text: str) -> list[dict]:
     parts = _TURN.split(text)[1:]
-    return [{"role": "user" if who == "Human" else "assistant", "content": body}
-            for who, body in zip(parts[::2], parts[1::2])]
+    return [
+        {"role": "user" if who == "Human" else "assistant", "content": body}
+        for who, body in zip(parts[::2], parts[1::2])
+    ]
 
 
 def hh_rows(n: int, start: int = 0) -> list[dict]:
@@ -65,8 +68,9 @@ def pandalm_rows(n: int | None = None) -> list[dict]:
         if r1[0]["content"].strip() == r2[0]["content"].strip() or not r1[0]["content"].strip():
             continue
         chosen, rejected = (r2, r1) if winner == 2 else (r1, r2)
-        row = records.pairwise(prompt, chosen, rejected, label="tie" if winner == 0 else "chosen_better",
-                               meta={"cmp_key": it["cmp_key"]})
+        row = records.pairwise(
+            prompt, chosen, rejected, label="tie" if winner == 0 else "chosen_better", meta={"cmp_key": it["cmp_key"]}
+        )
         row.update(format="pandalm", source_file=str(PANDALM), source_row=i)
         out.append(row)
     return out
@@ -102,8 +106,12 @@ def listwise_rows(n: int = 20) -> list[dict]:
         resps = sorted(wins, key=lambda r: -wins[r])
         scores = [float(wins[r]) for r in resps]
         ranks = [sorted(set(scores), reverse=True).index(s) for s in scores]
-        row = records.listwise([{"role": "user", "content": p}], [[{"role": "assistant", "content": r}] for r in resps],
-                               ranks=ranks, scores=scores)
+        row = records.listwise(
+            [{"role": "user", "content": p}],
+            [[{"role": "assistant", "content": r}] for r in resps],
+            ranks=ranks,
+            scores=scores,
+        )
         row.update(format="pandalm-lists", source_file=str(PANDALM), source_row=i)
         out.append(row)
     return out
@@ -126,8 +134,9 @@ def stage_rejects(wh: Warehouse, run_id: str, rejects: list[Reject], part: int =
     pq.write_table(rejects_table(rejects, run_id), path)
 
 
-def ingest(wh: Warehouse, dataset: str, shapes: dict[str, list[dict]], rejects: list[Reject] = (),
-           kind: str = "ingest"):
+def ingest(
+    wh: Warehouse, dataset: str, shapes: dict[str, list[dict]], rejects: list[Reject] = (), kind: str = "ingest"
+):
     """What an ingest pipeline does: stage shards, then commit with its counts."""
     run_id = wh.begin_run(kind, dataset, {"test": True})
     kept = 0

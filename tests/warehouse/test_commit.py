@@ -1,4 +1,5 @@
 """commit(): dedup, versions, counts, lineage — against a real DuckDB catalog and Parquet lake."""
+
 from __future__ import annotations
 
 import hashlib
@@ -39,8 +40,12 @@ def test_first_commit_publishes_rows_in_content_addressed_zstd_objects(wh):
 def test_version_id_is_a_content_hash_of_dataset_and_objects(wh):
     res = ingest(wh, "hh", {"pairwise": hh_rows(10)})
     with duckdb.connect(str(wh.root / "catalog.duckdb"), read_only=True) as con:
-        paths = [p for (p,) in con.execute("SELECT path FROM meta.version_files WHERE version_id = ?",
-                                           [res.version_id]).fetchall()]
+        paths = [
+            p
+            for (p,) in con.execute(
+                "SELECT path FROM meta.version_files WHERE version_id = ?", [res.version_id]
+            ).fetchall()
+        ]
     shas = sorted(p.rsplit("/", 1)[1].removesuffix(".parquet").encode() for p in paths)
     assert res.version_id == digest(b"version", b"hh", *shas)
 
@@ -87,8 +92,9 @@ def test_a_new_version_is_the_parent_plus_only_the_new_rows(wh):
     assert wh.read("hh", "pairwise").num_rows == 30
     assert wh.read("hh", "pairwise", version=v1.version_id[:8]).num_rows == 20  # older version still readable
     with duckdb.connect(str(wh.root / "catalog.duckdb"), read_only=True) as con:
-        files = lambda v: {p for (p,) in con.execute(  # noqa: E731
-            "SELECT path FROM meta.version_files WHERE version_id = ?", [v]).fetchall()}
+        files = lambda v: {
+            p for (p,) in con.execute("SELECT path FROM meta.version_files WHERE version_id = ?", [v]).fetchall()
+        }
         assert files(v1.version_id) < files(v2.version_id)
         assert files(v2.version_id) - files(v1.version_id) == set(v2.files)
 
@@ -111,24 +117,46 @@ def test_same_rows_in_two_datasets_give_two_versions(wh):
 
 
 def test_quarantine_rows_are_registered_with_the_run(wh):
-    rejects = [Reject("adapt", "missing_field", "no chosen", "src.jsonl", 3, raw={"x": 1}),
-               Reject("validate", "chosen_equals_rejected", "", "src.jsonl", 9, "pairwise", "abc", raw="{}")]
+    rejects = [
+        Reject("adapt", "missing_field", "no chosen", "src.jsonl", 3, raw={"x": 1}),
+        Reject("validate", "chosen_equals_rejected", "", "src.jsonl", 9, "pairwise", "abc", raw="{}"),
+    ]
     res = ingest(wh, "hh", {"pairwise": hh_rows(3)}, rejects=rejects)
     got = wh.query("SELECT run_id, step, reason, source_row, shape, dataset FROM quarantine ORDER BY source_row")
     assert got.to_pylist() == [
-        {"run_id": res.run_id, "step": "adapt", "reason": "missing_field", "source_row": 3, "shape": None, "dataset": "hh"},
-        {"run_id": res.run_id, "step": "validate", "reason": "chosen_equals_rejected", "source_row": 9,
-         "shape": "pairwise", "dataset": "hh"}]
+        {
+            "run_id": res.run_id,
+            "step": "adapt",
+            "reason": "missing_field",
+            "source_row": 3,
+            "shape": None,
+            "dataset": "hh",
+        },
+        {
+            "run_id": res.run_id,
+            "step": "validate",
+            "reason": "chosen_equals_rejected",
+            "source_row": 9,
+            "shape": "pairwise",
+            "dataset": "hh",
+        },
+    ]
     assert (wh.root / "lake" / "quarantine" / res.run_id / "quarantine.parquet").exists()
     run = _runs(wh)[res.run_id]
     assert run["rows_read"] == run["rows_kept"] + run["rows_rejected"] + run["rows_duplicate"] == 5
 
 
-@pytest.mark.parametrize("counts, message", [
-    (RunCounts(records_read=9, rows_read=9, rows_kept=9, rows_rejected=0), "staged 8 rows"),
-    (RunCounts(records_read=9, rows_read=9, rows_kept=8, rows_rejected=1), "staged 0 quarantine rows but its counts say rows_rejected=1"),
-    (RunCounts(records_read=9, rows_read=10, rows_kept=8, rows_rejected=0), "rows_read 10 != kept 8"),
-])
+@pytest.mark.parametrize(
+    "counts, message",
+    [
+        (RunCounts(records_read=9, rows_read=9, rows_kept=9, rows_rejected=0), "staged 8 rows"),
+        (
+            RunCounts(records_read=9, rows_read=9, rows_kept=8, rows_rejected=1),
+            "staged 0 quarantine rows but its counts say rows_rejected=1",
+        ),
+        (RunCounts(records_read=9, rows_read=10, rows_kept=8, rows_rejected=0), "rows_read 10 != kept 8"),
+    ],
+)
 def test_counts_that_do_not_add_up_are_refused_and_nothing_is_published(wh, counts, message):
     run_id = wh.begin_run("ingest", "hh", {})
     stage(wh, run_id, "pairwise", hh_rows(8))
@@ -148,12 +176,17 @@ def test_step_counts_must_add_up(wh):
         wh.record_steps(run_id, [StepCount("adapt", rows_in=5, rows_kept=3, rows_rejected=1)])
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda t: t.drop_columns(["chosen_id"]), "missing column 'chosen_id'"),
-    (lambda t: t.append_column("extra", pa.array(["x"] * t.num_rows)), "unexpected columns"),
-    (lambda t: t.set_column(t.schema.get_field_index("source_row"), "source_row",
-                            pa.array(["1"] * t.num_rows)), "column 'source_row' is string"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda t: t.drop_columns(["chosen_id"]), "missing column 'chosen_id'"),
+        (lambda t: t.append_column("extra", pa.array(["x"] * t.num_rows)), "unexpected columns"),
+        (
+            lambda t: t.set_column(t.schema.get_field_index("source_row"), "source_row", pa.array(["1"] * t.num_rows)),
+            "column 'source_row' is string",
+        ),
+    ],
+)
 def test_staged_shards_with_the_wrong_schema_are_refused(wh, mutate, message):
     run_id = wh.begin_run("ingest", "hh", {})
     path = wh.staging_dir(run_id) / "pairwise" / "part-00000.parquet"
@@ -193,7 +226,8 @@ def test_failed_run_publishes_nothing_but_keeps_its_quarantine(wh):
     assert run["status"] == "failed" and run["error"].startswith("ValidationFailed") and run["version_id"] is None
     assert wh.resolve_version("hh") == head
     assert wh.query(f"SELECT reason FROM quarantine WHERE run_id = '{run_id}'").column(0).to_pylist() == [
-        "tie_rate_out_of_bounds"]
+        "tie_rate_out_of_bounds"
+    ]
     assert not wh.layout.staging(run_id).exists()
     with pytest.raises(WarehouseError, match="is failed"):
         wh.commit(run_id, "hh", counts=RunCounts(5, 5, 5, 0))
@@ -215,8 +249,10 @@ def test_run_metrics_merge_and_params_are_json(wh):
     run_id = wh.begin_run("judge", "hh", {"model": "m", "temperature": 0.0})
     wh.set_run_metrics(run_id, {"cache_hits": 3, "tokens": 100})
     wh.set_run_metrics(run_id, {"cache_misses": 1, "tokens": 150, "cost_usd": 0.25})
-    got = wh.query(f"SELECT metrics->>'tokens' AS tokens, metrics->>'cache_hits' AS hits, params->>'model' AS model "
-                   f"FROM runs WHERE run_id = '{run_id}'").to_pylist()
+    got = wh.query(
+        f"SELECT metrics->>'tokens' AS tokens, metrics->>'cache_hits' AS hits, params->>'model' AS model "
+        f"FROM runs WHERE run_id = '{run_id}'"
+    ).to_pylist()
     assert got == [{"tokens": "150", "hits": "3", "model": "m"}]
 
 
@@ -231,6 +267,7 @@ def test_resolve_version_full_prefix_unknown_and_ambiguous(wh):
         wh.resolve_version("nope")
     # An ambiguous prefix needs two ids sharing it: give v2 v1's first four characters.
     from warehouse import versions
+
     with duckdb.connect(str(wh.root / "catalog.duckdb")) as con:
         con.execute("UPDATE meta.dataset_versions SET version_id = ? WHERE version_id = ?", [v1[:4] + v2[4:], v2])
         with pytest.raises(WarehouseError, match="ambiguous"):

@@ -1,5 +1,6 @@
 """Writers in separate processes are serialised by the lock file; readers in other processes only
 ever see whole versions (before or after a commit, never in between)."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.warehouse.conftest import ingest, hh_rows
+from tests.warehouse.conftest import hh_rows, ingest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -37,8 +38,14 @@ print(json.dumps({"seen": sorted(seen), "errors": errors[:3]}))
 
 def _spawn(script, *args):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-c", script, *map(str, args)], env=env, cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *map(str, args)],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_concurrent_writers_and_a_reader(wh):

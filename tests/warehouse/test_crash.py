@@ -1,6 +1,7 @@
 """A commit interrupted at any point leaves the previous version readable and intact, and a retry
 of the same run succeeds. Crashes are simulated in-process (an exception) and for real (the
 committing process is killed with os._exit, so no rollback or cleanup code runs)."""
+
 from __future__ import annotations
 
 import json
@@ -85,8 +86,13 @@ def test_exception_mid_commit_leaves_the_previous_version(wh, monkeypatch, point
 def test_killed_process_mid_commit_leaves_the_previous_version(wh, point):
     v1, before, run_id, counts = _prepare(wh)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(wh.root), run_id, point,
-                           json.dumps(counts.__dict__)], env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, str(wh.root), run_id, point, json.dumps(counts.__dict__)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 137 and "survived" not in proc.stdout, proc.stderr[-2000:]
     _assert_untouched(wh, v1, before, run_id)  # DuckDB discards the uncommitted WAL tail on reopen
     _assert_retry_succeeds(wh, v1, run_id, counts)
@@ -94,6 +100,7 @@ def test_killed_process_mid_commit_leaves_the_previous_version(wh, point):
 
 def test_crash_after_the_transaction_is_finished_by_the_retry(wh, monkeypatch):
     v1, _, run_id, counts = _prepare(wh)
+
     def crash(p):
         if p == faults.COMMITTED:
             raise RuntimeError(p)

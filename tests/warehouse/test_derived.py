@@ -1,4 +1,5 @@
 """commit_derived(): curation/judging versions made from the latest version."""
+
 from __future__ import annotations
 
 import pyarrow as pa
@@ -19,12 +20,17 @@ def _curate(wh, keep_every=2, extra=True):
     if extra:
         kept = kept.append_column("reward_margin", pa.array([float(i) for i in range(kept.num_rows)]))
     gone = pairs.filter(pc.invert(mask))
-    removals = pa.table({"record_id": gone.column("record_id"),
-                         "step": pa.array(["isa"] * gone.num_rows),
-                         "reason": pa.array(["low_information"] * gone.num_rows)})
+    removals = pa.table(
+        {
+            "record_id": gone.column("record_id"),
+            "step": pa.array(["isa"] * gone.num_rows),
+            "reason": pa.array(["low_information"] * gone.num_rows),
+        }
+    )
     run_id = wh.begin_run("curate", "hh", {"method": "isa"})
-    counts = RunCounts(records_read=pairs.num_rows, rows_read=pairs.num_rows, rows_kept=kept.num_rows,
-                       rows_rejected=gone.num_rows)
+    counts = RunCounts(
+        records_read=pairs.num_rows, rows_read=pairs.num_rows, rows_kept=kept.num_rows, rows_rejected=gone.num_rows
+    )
     steps = [StepCount("isa", pairs.num_rows, kept.num_rows, gone.num_rows)]
     res = wh.commit_derived(run_id, "hh", parent, {"pairwise": kept}, removals, counts, steps, {"budget": 0.5})
     return base, parent, pairs, kept, gone, res
@@ -43,7 +49,9 @@ def test_derived_version_replaces_listed_shapes_and_inherits_the_others(wh):
     assert view.to_pylist() == [{"n": 10, "scored": 10, "v": res.version_id}]
     removed = wh.query("SELECT record_id, reason, version_id, run_id FROM removals ORDER BY record_id").to_pylist()
     assert sorted(r["record_id"] for r in removed) == sorted(gone.column("record_id").to_pylist())
-    assert {(r["reason"], r["version_id"], r["run_id"]) for r in removed} == {("low_information", res.version_id, res.run_id)}
+    assert {(r["reason"], r["version_id"], r["run_id"]) for r in removed} == {
+        ("low_information", res.version_id, res.run_id)
+    }
     extra = wh.query(f"SELECT extra->>'budget' AS b FROM dataset_versions WHERE version_id = '{res.version_id}'")
     assert extra.column(0).to_pylist() == ["0.5"]
 
@@ -54,8 +62,7 @@ def test_rows_that_vanish_without_a_removal_record_are_refused(wh):
     pairs = wh.read("hh", "pairwise")
     run_id = wh.begin_run("curate", "hh", {})
     with pytest.raises(WarehouseError, match="disappear without a removal record"):
-        wh.commit_derived(run_id, "hh", parent, {"pairwise": pairs.slice(0, 4)}, None,
-                          RunCounts(6, 6, 4, 2), [], {})
+        wh.commit_derived(run_id, "hh", parent, {"pairwise": pairs.slice(0, 4)}, None, RunCounts(6, 6, 4, 2), [], {})
     assert wh.resolve_version("hh") == parent
 
 
@@ -69,25 +76,37 @@ def test_a_stale_parent_is_refused(wh):
         wh.commit_derived(run_id, "hh", stale, {"pairwise": pairs}, None, RunCounts(4, 4, 4, 0), [], {})
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda t: t.append_column("dataset", pa.array(["x"] * t.num_rows)), "reserved"),
-    (lambda t: pa.concat_tables([t, t.slice(0, 1)]), "duplicate record_id"),
-    (lambda t: t.drop_columns(["label"]), "missing column 'label'"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda t: t.append_column("dataset", pa.array(["x"] * t.num_rows)), "reserved"),
+        (lambda t: pa.concat_tables([t, t.slice(0, 1)]), "duplicate record_id"),
+        (lambda t: t.drop_columns(["label"]), "missing column 'label'"),
+    ],
+)
 def test_bad_derived_tables_are_refused(wh, mutate, message):
     ingest(wh, "hh", {"pairwise": hh_rows(4)})
     parent = wh.resolve_version("hh")
     bad = mutate(wh.read("hh", "pairwise"))
     run_id = wh.begin_run("curate", "hh", {})
     with pytest.raises(WarehouseError, match=message):
-        wh.commit_derived(run_id, "hh", parent, {"pairwise": bad}, None,
-                          RunCounts(bad.num_rows, bad.num_rows, bad.num_rows, 0), [], {})
+        wh.commit_derived(
+            run_id,
+            "hh",
+            parent,
+            {"pairwise": bad},
+            None,
+            RunCounts(bad.num_rows, bad.num_rows, bad.num_rows, 0),
+            [],
+            {},
+        )
 
 
 def test_identical_derived_content_is_no_change(wh):
     ingest(wh, "hh", {"pairwise": hh_rows(5)})
     parent = wh.resolve_version("hh")
     run_id = wh.begin_run("judge", "hh", {})
-    res = wh.commit_derived(run_id, "hh", parent, {"pairwise": wh.read("hh", "pairwise")}, None,
-                            RunCounts(5, 5, 5, 0), [], {})
+    res = wh.commit_derived(
+        run_id, "hh", parent, {"pairwise": wh.read("hh", "pairwise")}, None, RunCounts(5, 5, 5, 0), [], {}
+    )
     assert res.status == "no_change" and res.version_id is None and wh.resolve_version("hh") == parent

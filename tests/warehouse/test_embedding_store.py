@@ -1,4 +1,5 @@
 """EmbeddingStore: keyed by (text id, model, recipe), append-only, atomic part files."""
+
 from __future__ import annotations
 
 import numpy as np

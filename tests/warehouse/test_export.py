@@ -1,4 +1,5 @@
 """export(): formats, split rules, conversions and the dataset card."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,9 @@ def _jsonl(path):
 
 @pytest.fixture
 def mixed(wh):
-    ingest(wh, "mix", {"pairwise": hh_rows(120) + pandalm_rows(120), "binary": kto_rows(60),
-                       "listwise": listwise_rows(25)})
+    ingest(
+        wh, "mix", {"pairwise": hh_rows(120) + pandalm_rows(120), "binary": kto_rows(60), "listwise": listwise_rows(25)}
+    )
     return wh
 
 
@@ -42,16 +44,20 @@ def test_a_curated_cluster_column_keeps_whole_clusters_in_one_split(mixed, tmp_p
     parent = mixed.resolve_version("mix")
     pairs = mixed.read("mix", "pairwise")
     # Curation's prompt clusters: several prompts per cluster (here: by the first prompt word).
-    clusters = [p[0]["content"].split()[0].lower() if p[0]["content"].split() else "" for p in
-                pairs.column("prompt").to_pylist()]
+    clusters = [
+        p[0]["content"].split()[0].lower() if p[0]["content"].split() else ""
+        for p in pairs.column("prompt").to_pylist()
+    ]
     curated = pairs.append_column("prompt_cluster", pa.array(clusters))
     run_id = mixed.begin_run("curate", "mix", {})
     n = pairs.num_rows
     mixed.commit_derived(run_id, "mix", parent, {"pairwise": curated}, None, RunCounts(n, n, n, 0), [], {})
     export(mixed, "mix", "trl-dpo", tmp_path / "out", test_fraction=0.3, split_key="prompt_cluster")
     cluster_of = dict(zip((conversation_id(p) for p in pairs.column("prompt").to_pylist()), clusters))
-    split_clusters = {s: {cluster_of[conversation_id(r["prompt"])] for r in _jsonl(tmp_path / "out" / f"{s}.jsonl")}
-                      for s in ("train", "test")}
+    split_clusters = {
+        s: {cluster_of[conversation_id(r["prompt"])] for r in _jsonl(tmp_path / "out" / f"{s}.jsonl")}
+        for s in ("train", "test")
+    }
     assert split_clusters["train"] and split_clusters["test"]
     assert not split_clusters["train"] & split_clusters["test"]
     with pytest.raises(WarehouseError, match="split key 'prompt_cluster' is not a column"):
@@ -61,8 +67,14 @@ def test_a_curated_cluster_column_keeps_whole_clusters_in_one_split(mixed, tmp_p
 def test_rankings_converted_to_pairs_on_request(mixed, tmp_path):
     pytest.importorskip("schemas.conversions")
     plain = export(mixed, "mix", "trl-dpo", tmp_path / "plain", test_fraction=0.0)
-    conv = export(mixed, "mix", "trl-dpo", tmp_path / "conv", test_fraction=0.0,
-                  include_converted={"rankings": {"policy": "adjacent"}})
+    conv = export(
+        mixed,
+        "mix",
+        "trl-dpo",
+        tmp_path / "conv",
+        test_fraction=0.0,
+        include_converted={"rankings": {"policy": "adjacent"}},
+    )
     added = conv.counts["converted"]["ranking->pairs:adjacent"]
     assert added > 0 and conv.counts["train"] == plain.counts["train"] + added
     rows = _jsonl(tmp_path / "conv" / "train.jsonl")
@@ -71,11 +83,14 @@ def test_rankings_converted_to_pairs_on_request(mixed, tmp_path):
     assert "ranking->pairs:adjacent" in readme and f"| ranking->pairs:adjacent | {added} |" in readme
 
 
-@pytest.mark.parametrize("fmt, include, message", [
-    ("trl-dpo", {"nonsense": {}}, "unknown source 'nonsense'"),
-    ("listwise", {"rankings": {}}, "listwise cannot use converted rankings"),
-    ("trl-dpo", {"rankings": {"policy": "sideways"}}, "converting rankings to pairwise"),
-])
+@pytest.mark.parametrize(
+    "fmt, include, message",
+    [
+        ("trl-dpo", {"nonsense": {}}, "unknown source 'nonsense'"),
+        ("listwise", {"rankings": {}}, "listwise cannot use converted rankings"),
+        ("trl-dpo", {"rankings": {"policy": "sideways"}}, "converting rankings to pairwise"),
+    ],
+)
 def test_bad_conversion_requests_are_clear_errors(mixed, tmp_path, fmt, include, message):
     pytest.importorskip("schemas.conversions")
     with pytest.raises(WarehouseError, match=message):
@@ -106,19 +121,30 @@ def test_sft_takes_preferred_completions_only(mixed, tmp_path):
 
 
 def test_llamafactory_system_prompts_and_unrepresentable_rows(wh, tmp_path):
-    sys_row = records.pairwise([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}],
-                               [{"role": "assistant", "content": "Hello."}], [{"role": "assistant", "content": "Go away."}])
-    two_turn_answer = records.pairwise([{"role": "user", "content": "Count to two."}],
-                                       [{"role": "assistant", "content": "One."}, {"role": "assistant", "content": "Two."}],
-                                       [{"role": "assistant", "content": "Three."}])
-    rows = [{**r, "format": "hand", "source_file": "hand.jsonl", "source_row": i}
-            for i, r in enumerate([sys_row, two_turn_answer])]
+    sys_row = records.pairwise(
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}],
+        [{"role": "assistant", "content": "Hello."}],
+        [{"role": "assistant", "content": "Go away."}],
+    )
+    two_turn_answer = records.pairwise(
+        [{"role": "user", "content": "Count to two."}],
+        [{"role": "assistant", "content": "One."}, {"role": "assistant", "content": "Two."}],
+        [{"role": "assistant", "content": "Three."}],
+    )
+    rows = [
+        {**r, "format": "hand", "source_file": "hand.jsonl", "source_row": i}
+        for i, r in enumerate([sys_row, two_turn_answer])
+    ]
     ingest(wh, "lf", {"pairwise": rows})
     res = export(wh, "lf", "llamafactory", tmp_path / "lf", test_fraction=0.0)
     assert res.counts["excluded"] == {"not_representable_in_llamafactory": 1}
     (line,) = _jsonl(tmp_path / "lf" / "dpo_train.jsonl")
-    assert line == {"conversations": [{"from": "human", "value": "Hi?"}], "chosen": {"from": "gpt", "value": "Hello."},
-                    "rejected": {"from": "gpt", "value": "Go away."}, "system": "Be brief."}
+    assert line == {
+        "conversations": [{"from": "human", "value": "Hi?"}],
+        "chosen": {"from": "gpt", "value": "Hello."},
+        "rejected": {"from": "gpt", "value": "Go away."},
+        "system": "Be brief.",
+    }
     info = json.loads((tmp_path / "lf" / "dataset_info.json").read_text())
     assert info["lf_dpo_train"]["columns"]["system"] == "system"
 
@@ -132,7 +158,9 @@ def test_card_records_version_counts_sources_and_parameters(mixed, tmp_path):
     assert "hh_rlhf_harmless_base/test.jsonl.gz | hh-rlhf | human | 120 |" in card
     assert f"tie {res.counts['excluded']['tie']}" in card
     assert '"seed": 3' in card and '"split_key": "prompt_id"' in card
-    assert card.startswith("---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: train.jsonl")
+    assert card.startswith(
+        "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: train.jsonl"
+    )
 
 
 def test_an_older_version_can_be_exported_by_prefix(mixed, tmp_path):
@@ -140,16 +168,21 @@ def test_an_older_version_can_be_exported_by_prefix(mixed, tmp_path):
     ingest(mixed, "mix", {"pairwise": hh_rows(30, start=500)})
     res = export(mixed, "mix", "trl-dpo", tmp_path / "old", version=old[:10], test_fraction=0.0)
     assert res.version_id == old
-    assert res.counts["train"] == sum(r["label"] == "chosen_better" for r in mixed.read("mix", "pairwise", old).to_pylist())
+    assert res.counts["train"] == sum(
+        r["label"] == "chosen_better" for r in mixed.read("mix", "pairwise", old).to_pylist()
+    )
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"fmt": "openai"}, "unknown export format 'openai'"),
-    ({"file_format": "csv"}, "unknown file format 'csv'"),
-    ({"test_fraction": 1.0}, r"test_fraction must be in \[0, 1\)"),
-    ({"dataset": "nope"}, "unknown dataset 'nope'"),
-    ({"version": "ffff0000"}, "has no version 'ffff0000'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"fmt": "openai"}, "unknown export format 'openai'"),
+        ({"file_format": "csv"}, "unknown file format 'csv'"),
+        ({"test_fraction": 1.0}, r"test_fraction must be in \[0, 1\)"),
+        ({"dataset": "nope"}, "unknown dataset 'nope'"),
+        ({"version": "ffff0000"}, "has no version 'ffff0000'"),
+    ],
+)
 def test_bad_export_arguments_are_clear_errors(mixed, tmp_path, kwargs, message):
     args = {"dataset": "mix", "fmt": "trl-dpo", **kwargs}
     with pytest.raises(WarehouseError, match=message):

@@ -1,4 +1,5 @@
 """Exports load with Hugging Face `datasets` exactly as TRL and LLaMA-Factory read them."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,13 @@ def is_conversational(example: dict) -> bool:
     if not keys:
         return False
     value = example[keys[0]]
-    return isinstance(value, list) and bool(value) and isinstance(value[0], dict) \
-        and "role" in value[0] and "content" in value[0]
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and isinstance(value[0], dict)
+        and "role" in value[0]
+        and "content" in value[0]
+    )
 
 
 @pytest.fixture
@@ -91,8 +97,9 @@ def test_llamafactory_dataset_info_names_columns_that_exist(filled, tmp_path):
     info = json.loads((out / "dataset_info.json").read_text())
     assert set(info) == {"prefs_dpo_train", "prefs_dpo_test", "prefs_kto_train", "prefs_kto_test"}
     for name, entry in info.items():
-        ds = datasets.load_dataset("json", data_files=str(out / entry["file_name"]), split="train",
-                                   cache_dir=str(tmp_path / "cache"))
+        ds = datasets.load_dataset(
+            "json", data_files=str(out / entry["file_name"]), split="train", cache_dir=str(tmp_path / "cache")
+        )
         assert set(entry["columns"].values()) <= set(ds.column_names), name
         assert entry["formatting"] == "sharegpt"
         if entry.get("ranking"):

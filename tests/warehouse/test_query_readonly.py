@@ -1,5 +1,6 @@
 """wh.query(): reads only. Writes are refused by statement type before execution, the catalog is
 opened read-only, and file access is confined to the lake."""
+
 from __future__ import annotations
 
 import hashlib
@@ -17,28 +18,34 @@ def filled(wh):
 
 
 def _snapshot(wh: Warehouse) -> dict[str, str]:
-    return {str(p.relative_to(wh.root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(wh.root.rglob("*")) if p.is_file() and p.name != ".writer.lock"}
+    return {
+        str(p.relative_to(wh.root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(wh.root.rglob("*"))
+        if p.is_file() and p.name != ".writer.lock"
+    }
 
 
-@pytest.mark.parametrize("sql, keyword", [
-    ("COPY (SELECT * FROM pairs) TO '{out}'", "COPY"),
-    ("ATTACH '{out}' AS other", "ATTACH"),
-    ("INSTALL httpfs", "INSTALL"),
-    ("LOAD httpfs", "LOAD"),
-    ("SET threads = 1", "SET"),
-    ("PRAGMA version", "PRAGMA"),
-    ("CREATE TABLE t AS SELECT 1", "CREATE"),
-    ("INSERT INTO meta.runs (run_id) VALUES ('x')", "INSERT"),
-    ("UPDATE meta.datasets SET latest_version = 'x'", "UPDATE"),
-    ("DELETE FROM meta.version_files", "DELETE"),
-    ("EXPORT DATABASE '{out}'", "EXPORT"),
-    ("DROP VIEW pairs", "DROP"),
-    ("SELECT 1; DROP VIEW pairs", "DROP"),
-    ("EXPLAIN ANALYZE COPY (SELECT 1) TO '{out}'", "COPY"),
-    ("CHECKPOINT", "CHECKPOINT"),
-    ("CALL pragma_version()", "CALL"),
-])
+@pytest.mark.parametrize(
+    "sql, keyword",
+    [
+        ("COPY (SELECT * FROM pairs) TO '{out}'", "COPY"),
+        ("ATTACH '{out}' AS other", "ATTACH"),
+        ("INSTALL httpfs", "INSTALL"),
+        ("LOAD httpfs", "LOAD"),
+        ("SET threads = 1", "SET"),
+        ("PRAGMA version", "PRAGMA"),
+        ("CREATE TABLE t AS SELECT 1", "CREATE"),
+        ("INSERT INTO meta.runs (run_id) VALUES ('x')", "INSERT"),
+        ("UPDATE meta.datasets SET latest_version = 'x'", "UPDATE"),
+        ("DELETE FROM meta.version_files", "DELETE"),
+        ("EXPORT DATABASE '{out}'", "EXPORT"),
+        ("DROP VIEW pairs", "DROP"),
+        ("SELECT 1; DROP VIEW pairs", "DROP"),
+        ("EXPLAIN ANALYZE COPY (SELECT 1) TO '{out}'", "COPY"),
+        ("CHECKPOINT", "CHECKPOINT"),
+        ("CALL pragma_version()", "CALL"),
+    ],
+)
 def test_statements_that_could_write_are_refused_and_change_nothing(filled, tmp_path, sql, keyword):
     out = tmp_path / "leak.out"
     before = _snapshot(filled)

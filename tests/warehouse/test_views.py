@@ -1,5 +1,6 @@
 """The public SQL surface: views exist from the start, follow the latest versions, and are usable
 directly from a DuckDB connection on the catalog file (as a user would in the duckdb CLI)."""
+
 from __future__ import annotations
 
 import duckdb
@@ -9,8 +10,19 @@ from schemas.canonical import SCHEMAS
 from tests.warehouse.conftest import hh_rows, ingest, kto_rows, listwise_rows, pandalm_rows
 from warehouse.views import QUARANTINE_COLUMNS, SHAPE_VIEWS
 
-PUBLIC = ["pairs", "binary_feedback", "rankings", "ratings", "quarantine", "runs", "run_steps", "datasets",
-          "dataset_versions", "removals", "duplicates"]
+PUBLIC = [
+    "pairs",
+    "binary_feedback",
+    "rankings",
+    "ratings",
+    "quarantine",
+    "runs",
+    "run_steps",
+    "datasets",
+    "dataset_versions",
+    "removals",
+    "duplicates",
+]
 
 
 def _columns(wh, view):
@@ -33,13 +45,18 @@ def test_shape_views_show_the_latest_version_of_every_dataset(wh):
     b = ingest(wh, "panda", {"pairwise": panda, "listwise": listwise_rows(4)})
     c = ingest(wh, "kto", {"binary": kto_rows(9)})
     got = wh.query("SELECT dataset, version_id, count(*) AS n FROM pairs GROUP BY ALL ORDER BY dataset").to_pylist()
-    assert got == [{"dataset": "hh", "version_id": a2.version_id, "n": 15},
-                   {"dataset": "panda", "version_id": b.version_id, "n": len({r["record_id"] for r in panda})}]
+    assert got == [
+        {"dataset": "hh", "version_id": a2.version_id, "n": 15},
+        {"dataset": "panda", "version_id": b.version_id, "n": len({r["record_id"] for r in panda})},
+    ]
     assert wh.query("SELECT count(*), any_value(version_id) FROM binary_feedback").to_pylist()[0] == {
-        "count_star()": 9, "any_value(version_id)": c.version_id}
+        "count_star()": 9,
+        "any_value(version_id)": c.version_id,
+    }
     assert wh.query("SELECT count(*) FROM rankings").column(0)[0].as_py() == 4
-    history = wh.query("SELECT version_id, count(*) AS n FROM pairs_all_versions WHERE dataset = 'hh' "
-                       "GROUP BY ALL ORDER BY n").to_pylist()
+    history = wh.query(
+        "SELECT version_id, count(*) AS n FROM pairs_all_versions WHERE dataset = 'hh' GROUP BY ALL ORDER BY n"
+    ).to_pylist()
     assert history == [{"version_id": a1.version_id, "n": 10}, {"version_id": a2.version_id, "n": 15}]
     # View rows are the same rows read() returns.
     view_ids = wh.query("SELECT record_id FROM pairs WHERE dataset = 'panda'").column(0).to_pylist()
@@ -78,8 +95,9 @@ def test_derived_extra_columns_appear_in_the_view_with_nulls_elsewhere(wh):
 
     run_id = wh.begin_run("judge", "hh", {})
     wh.commit_derived(run_id, "hh", parent, {"pairwise": scored}, None, RunCounts(4, 4, 4, 0), [], {})
-    got = wh.query("SELECT dataset, count(judge_score) AS scored, count(*) AS n FROM pairs GROUP BY ALL "
-                   "ORDER BY dataset").to_pylist()
+    got = wh.query(
+        "SELECT dataset, count(judge_score) AS scored, count(*) AS n FROM pairs GROUP BY ALL ORDER BY dataset"
+    ).to_pylist()
     assert got == [{"dataset": "hh", "scored": 4, "n": 4}, {"dataset": "other", "scored": 0, "n": 3}]
 
 

@@ -9,11 +9,13 @@ Echo requests (sequence log-likelihood) are answered from ``logprob``: a dict ma
 text to its total log-probability; the text's characters share it evenly (char-level tokenizer), so
 sum = the table value and mean = value / len(completion). Unknown completions get −1 per char.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from judges.types import EngineStats, Request, Response
 
@@ -41,8 +43,14 @@ def request_text(req: Request) -> str:
 
 
 class ScriptedEngine:
-    def __init__(self, answer: Callable[[Request, str], Any] | None = None, *, logprob: dict[str, float] | None = None,
-                 model: str = "scripted", revision: str = ""):
+    def __init__(
+        self,
+        answer: Callable[[Request, str], Any] | None = None,
+        *,
+        logprob: dict[str, float] | None = None,
+        model: str = "scripted",
+        revision: str = "",
+    ):
         self.answer = answer or (lambda req, text: None)
         self.logprob = dict(logprob or {})
         self.model, self.revision = model, revision
@@ -80,8 +88,10 @@ class ScriptedEngine:
             return Response(True, {"choices": [_letter_choice(got.p_a)], "usage": _usage(text, "A")})
         texts = [got] * n if isinstance(got, str) else list(got)
         if req.kind == "chat":
-            choices = [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
-                       for i, t in enumerate(texts)]
+            choices = [
+                {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
+                for i, t in enumerate(texts)
+            ]
         else:
             choices = [{"index": i, "text": t, "finish_reason": "stop"} for i, t in enumerate(texts)]
         return Response(True, {"choices": choices, "usage": _usage(text, "".join(texts))})
@@ -91,13 +101,20 @@ class ScriptedEngine:
         per = [-1.0] * len(full)
         for comp, total in sorted(self.logprob.items(), key=lambda kv: -len(kv[0])):
             if comp and full.endswith(comp):
-                per[len(full) - len(comp):] = [total / len(comp)] * len(comp)
+                per[len(full) - len(comp) :] = [total / len(comp)] * len(comp)
                 break
         tokens = [f"token_id:{ord(c)}" for c in full] + ["token_id:120"]
         values: list[float | None] = [None, *per[1:], -1.0]
-        body = {"choices": [{"text": full + "x", "finish_reason": "length",
-                             "logprobs": {"tokens": tokens, "token_logprobs": values}}],
-                "usage": {"prompt_tokens": len(full), "completion_tokens": 1}}
+        body = {
+            "choices": [
+                {
+                    "text": full + "x",
+                    "finish_reason": "length",
+                    "logprobs": {"tokens": tokens, "token_logprobs": values},
+                }
+            ],
+            "usage": {"prompt_tokens": len(full), "completion_tokens": 1},
+        }
         return Response(True, body)
 
 
@@ -106,8 +123,12 @@ def _letter_choice(p_a: float) -> dict:
     la, lb = math.log(p_a), math.log(1 - p_a)
     top = [{"token": "A", "logprob": la}, {"token": "B", "logprob": lb}]
     first = top[0] if la >= lb else top[1]
-    return {"index": 0, "message": {"role": "assistant", "content": first["token"]}, "finish_reason": "length",
-            "logprobs": {"content": [{**first, "top_logprobs": top}]}}
+    return {
+        "index": 0,
+        "message": {"role": "assistant", "content": first["token"]},
+        "finish_reason": "length",
+        "logprobs": {"content": [{**first, "top_logprobs": top}]},
+    }
 
 
 def _usage(prompt: str, completion: str) -> dict:

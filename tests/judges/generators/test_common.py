@@ -1,15 +1,28 @@
 import pytest
 
-from judges.generators.common import (CostMeter, GeneratorError, as_messages, drop_rate, provenance, same_model,
-                                      template_id)
-from tests.judges.generators.scripted import ScriptedEngine
+from judges.generators.common import (
+    CostMeter,
+    GeneratorError,
+    as_messages,
+    drop_rate,
+    provenance,
+    same_model,
+    template_id,
+)
 from judges.types import Request
+from tests.judges.generators.scripted import ScriptedEngine
 
 
 def test_provenance_names_models_and_templates():
     pol, judge = ScriptedEngine(model="pol", revision="r1"), ScriptedEngine(model="judge")
-    p = provenance("x", round=2, models={"policy": pol, "judge": judge, "ref": None},
-                   template_ids={"t": "a@12345678"}, sampling={"temperature": 1.0}, extra=1)
+    p = provenance(
+        "x",
+        round=2,
+        models={"policy": pol, "judge": judge, "ref": None},
+        template_ids={"t": "a@12345678"},
+        sampling={"temperature": 1.0},
+        extra=1,
+    )
     assert p["models"] == {"policy": "pol@r1", "judge": "judge", "ref": None}
     assert p["round"] == 2 and p["method"] == "x" and p["extra"] == 1 and p["sampling"]["temperature"] == 1.0
     assert same_model(pol, ScriptedEngine(model="pol", revision="r1")) and not same_model(pol, judge)
@@ -38,4 +51,5 @@ def test_as_messages_and_drop_rate():
     with pytest.raises(GeneratorError):
         as_messages(42)
     from collections import Counter
+
     assert drop_rate(3, Counter(a=1)) == 0.25 and drop_rate(0, Counter()) is None

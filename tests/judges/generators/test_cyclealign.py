@@ -5,8 +5,16 @@ import orjson
 import pytest
 
 from judges.generators.common import GeneratorError
-from judges.generators.cyclealign import (CycleAlignConfig, Demo, DemoPool, kendall_tau, lcs_order, parse_ranking,
-                                          run_cyclealign, whitebox_order)
+from judges.generators.cyclealign import (
+    CycleAlignConfig,
+    Demo,
+    DemoPool,
+    kendall_tau,
+    lcs_order,
+    parse_ranking,
+    run_cyclealign,
+    whitebox_order,
+)
 from tests.judges.generators.scripted import ScriptedEngine, assert_fits, bag_of_words_embed, fenced
 
 
@@ -64,8 +72,10 @@ def test_parse_ranking_requires_a_permutation():
 
 def test_demo_pool_is_fifo_and_retrieves_by_similarity():
     pool = DemoPool(capacity=2, embed=bag_of_words_embed)
-    d = [Demo(q, ("x", "y"), (0, 1), "dynamic") for q in
-         ("how to bake bread at home", "best way to learn python programming", "how to bake a chocolate cake")]
+    d = [
+        Demo(q, ("x", "y"), (0, 1), "dynamic")
+        for q in ("how to bake bread at home", "best way to learn python programming", "how to bake a chocolate cake")
+    ]
     pool.add(d[:2])
     pool.add(d[2:])
     assert len(pool) == 2 and d[0] not in pool.demos  # the oldest was evicted
@@ -83,8 +93,12 @@ def test_demo_pool_is_fifo_and_retrieves_by_similarity():
 
 CANDS = ["Answer alpha is excellent.", "Answer bravo is good.", "Answer charlie is fair.", "Answer delta is poor."]
 # White-box total logprobs: mean = total / len; picks the order alpha > bravo > delta > charlie
-LOGP = {CANDS[0]: -1.0 * len(CANDS[0]), CANDS[1]: -2.0 * len(CANDS[1]),
-        CANDS[2]: -9.0 * len(CANDS[2]), CANDS[3]: -4.0 * len(CANDS[3])}
+LOGP = {
+    CANDS[0]: -1.0 * len(CANDS[0]),
+    CANDS[1]: -2.0 * len(CANDS[1]),
+    CANDS[2]: -9.0 * len(CANDS[2]),
+    CANDS[3]: -4.0 * len(CANDS[3]),
+}
 BLACKBOX_PREF = [CANDS[0], CANDS[1], CANDS[2], CANDS[3]]  # alpha > bravo > charlie > delta
 
 
@@ -110,8 +124,9 @@ def test_agreement_ranking_pairs_listwise_and_pool():
     pool = DemoPool(64, embed=bag_of_words_embed)
     judge = judge_engine()
     prompts = ["How good are these answers?", "Which reply would you pick?"]
-    res = run_cyclealign(policy_engine(), judge, prompts, CycleAlignConfig(rounds=2), pool=pool,
-                         embed=bag_of_words_embed)
+    res = run_cyclealign(
+        policy_engine(), judge, prompts, CycleAlignConfig(rounds=2), pool=pool, embed=bag_of_words_embed
+    )
     # R_b = alpha, bravo, charlie, delta; R_w = alpha, bravo, delta, charlie → R_a has 3 items → 3 pairs
     # per prompt and round
     assert len(res.listwise) == 4 and len(res.pairs) == 12
@@ -125,8 +140,9 @@ def test_agreement_ranking_pairs_listwise_and_pool():
     assert meta["kendall_tau"] == pytest.approx(kendall_tau(meta["blackbox_ranking"], meta["whitebox_ranking"]))
     # listwise ranks follow the black-box order
     ranks = res.listwise[0]["ranks"]
-    assert [res.listwise[0]["completions"][i][0]["content"] for i in sorted(range(4), key=ranks.__getitem__)] == \
-        BLACKBOX_PREF
+    assert [
+        res.listwise[0]["completions"][i][0]["content"] for i in sorted(range(4), key=ranks.__getitem__)
+    ] == BLACKBOX_PREF
     # every pair follows the agreement order: chosen earlier than rejected in both rankings
     for p in res.pairs:
         c, r = p["chosen"][0]["content"], p["rejected"][0]["content"]
@@ -153,8 +169,14 @@ def test_low_agreement_stays_out_of_the_pool():
     # the judge prefers the exact reverse of the white-box order → LCS of length 1: no pairs, no demo
     wb = [CANDS[0], CANDS[1], CANDS[3], CANDS[2]]
     pool = DemoPool(64, embed=bag_of_words_embed)
-    res = run_cyclealign(policy_engine(), judge_engine(pref=wb[::-1]), ["q?"], CycleAlignConfig(rounds=1),
-                         pool=pool, embed=bag_of_words_embed)
+    res = run_cyclealign(
+        policy_engine(),
+        judge_engine(pref=wb[::-1]),
+        ["q?"],
+        CycleAlignConfig(rounds=1),
+        pool=pool,
+        embed=bag_of_words_embed,
+    )
     assert res.pairs == [] and len(res.listwise) == 1 and len(pool) == 0
     assert res.dropped["prompt_no_agreement"] == 1
     assert orjson.loads(res.listwise[0]["meta"])["kendall_tau"] == -1.0
@@ -162,10 +184,16 @@ def test_low_agreement_stays_out_of_the_pool():
 
 def test_candidates_are_shown_shuffled_but_mapped_back():
     judge = judge_engine()
-    res = run_cyclealign(policy_engine(), judge, [f"question {i}" for i in range(6)], CycleAlignConfig(rounds=1),
-                         embed=bag_of_words_embed)
-    shown_orders = {tuple(fenced(r.messages[-1][1].split("Now the request to judge.")[-1], "CANDIDATE"))
-                    for r in judge.requests}
+    res = run_cyclealign(
+        policy_engine(),
+        judge,
+        [f"question {i}" for i in range(6)],
+        CycleAlignConfig(rounds=1),
+        embed=bag_of_words_embed,
+    )
+    shown_orders = {
+        tuple(fenced(r.messages[-1][1].split("Now the request to judge.")[-1], "CANDIDATE")) for r in judge.requests
+    }
     assert len(shown_orders) > 1  # not always the sampling order
     for row in res.listwise:  # yet every row's black-box ranking is the judge's preference
         meta = orjson.loads(row["meta"])
@@ -173,8 +201,9 @@ def test_candidates_are_shown_shuffled_but_mapped_back():
 
 
 def test_unparseable_judge_everywhere_is_counted_not_raised():
-    res = run_cyclealign(policy_engine(), judge_engine(bad=True), ["a?", "b?"], CycleAlignConfig(rounds=2),
-                         embed=bag_of_words_embed)
+    res = run_cyclealign(
+        policy_engine(), judge_engine(bad=True), ["a?", "b?"], CycleAlignConfig(rounds=2), embed=bag_of_words_embed
+    )
     assert res.pairs == [] and res.listwise == []
     assert res.dropped["prompt_blackbox_judge_unparseable"] == 4
     assert len(res.diagnostics) == 4

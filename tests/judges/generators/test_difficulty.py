@@ -29,16 +29,22 @@ def test_formulas():
 
 
 def _pair(prompt, chosen, rejected):
-    return records.pairwise([{"role": "user", "content": prompt}], [{"role": "assistant", "content": chosen}],
-                            [{"role": "assistant", "content": rejected}])
+    return records.pairwise(
+        [{"role": "user", "content": prompt}],
+        [{"role": "assistant", "content": chosen}],
+        [{"role": "assistant", "content": rejected}],
+    )
 
 
 def test_run_adds_columns_from_reference_logprobs():
-    ref = ScriptedEngine(logprob={"kind reply": -4.0, "rude reply": -12.0, "long careful reply": -36.0},
-                         model="ref-model")
-    pairs = [_pair("Hi", "kind reply", "rude reply"),  # reference already prefers chosen: c = −8
-             _pair("Hi", "long careful reply", "rude reply"),  # c = +24 raw, per-token −1.2 − (−2) = +0.8
-             {**_pair("Hi", "a", "b"), "chosen": [{"role": "assistant", "content": "a"}] * 2}]
+    ref = ScriptedEngine(
+        logprob={"kind reply": -4.0, "rude reply": -12.0, "long careful reply": -36.0}, model="ref-model"
+    )
+    pairs = [
+        _pair("Hi", "kind reply", "rude reply"),  # reference already prefers chosen: c = −8
+        _pair("Hi", "long careful reply", "rude reply"),  # c = +24 raw, per-token −1.2 − (−2) = +0.8
+        {**_pair("Hi", "a", "b"), "chosen": [{"role": "assistant", "content": "a"}] * 2},
+    ]
     res = run_difficulty(ref, pairs, DifficultyConfig(beta=0.5))
     assert res.dropped == {"difficulty_unsupported_shape": 1}
     a, b = res.pairs

@@ -1,6 +1,7 @@
 """Every generator against the real HTTP engine and a flaky fake OpenAI server whose answers are
 nonsense for these methods: nothing raises, every failure is a counted drop, any row produced fits
 its canonical schema."""
+
 import pytest
 
 from judges.generators.cyclealign import CycleAlignConfig, run_cyclealign
@@ -29,14 +30,25 @@ def _check(res):
 
 
 def test_generators_survive_a_flaky_server(engine):
-    _check(run_cyclealign(engine, engine, ["Tell me a joke.", "What is 2+2?"], CycleAlignConfig(rounds=1),
-                          embed=bag_of_words_embed))
+    _check(
+        run_cyclealign(
+            engine, engine, ["Tell me a joke.", "What is 2+2?"], CycleAlignConfig(rounds=1), embed=bag_of_words_embed
+        )
+    )
     _check(run_scir(engine, engine, ["Tell me a joke."], iteration=1))
-    _check(run_isheep(engine, [SeedTask(f"Seed task {i} about something") for i in range(5)],
-                      ISheepConfig(num_instructions=2, batch_size=2, max_batches=2)))
+    _check(
+        run_isheep(
+            engine,
+            [SeedTask(f"Seed task {i} about something") for i in range(5)],
+            ISheepConfig(num_instructions=2, batch_size=2, max_batches=2),
+        )
+    )
     _check(run_multifaceted(engine, ["Plan a picnic."]))
-    pair = records.pairwise([{"role": "user", "content": "Hi"}], [{"role": "assistant", "content": "a"}],
-                            [{"role": "assistant", "content": "b"}])
+    pair = records.pairwise(
+        [{"role": "user", "content": "Hi"}],
+        [{"role": "assistant", "content": "a"}],
+        [{"role": "assistant", "content": "b"}],
+    )
     res = run_difficulty(engine, [pair])
     assert res.pairs == [] and res.dropped == {"difficulty_logprob_failed": 1}  # the fake has no /tokenize
     assert engine.stats.requests > 0

@@ -5,9 +5,19 @@ import orjson
 import pytest
 
 from judges.generators.common import GeneratorError
-from judges.generators.isheep import (DEFAULT_SEEDS, ISheepConfig, SeedTask, instruction_problem, load_seeds,
-                                      output_problem, parse_generated, parse_score, passes, render_generation_prompt,
-                                      run_isheep)
+from judges.generators.isheep import (
+    DEFAULT_SEEDS,
+    ISheepConfig,
+    SeedTask,
+    instruction_problem,
+    load_seeds,
+    output_problem,
+    parse_generated,
+    parse_score,
+    passes,
+    render_generation_prompt,
+    run_isheep,
+)
 from judges.generators.rouge import RougeIndex, lcs_length, rouge_l_f, rouge_tokens
 from tests.judges.generators.scripted import ScriptedEngine, assert_fits
 
@@ -23,16 +33,28 @@ def test_bundled_seed_file_loads():
 
 def test_seed_file_with_bad_rows_counts_them(tmp_path):
     good = {"instruction": "Name three primary colours.", "instances": [{"input": "", "output": "Red, blue, yellow."}]}
-    lines = [orjson.dumps(good).decode(), "{not json", orjson.dumps({"instances": [{}]}).decode(),
-             orjson.dumps({"instruction": "x y z w"}).decode(), orjson.dumps({"instruction": "  ", "instances": [{}]}).decode(),
-             orjson.dumps([1, 2]).decode(), orjson.dumps({"instruction": 5, "instances": []}).decode(),
-             orjson.dumps({"instruction": "Fine task here now", "instances": []}).decode(), ""]
+    lines = [
+        orjson.dumps(good).decode(),
+        "{not json",
+        orjson.dumps({"instances": [{}]}).decode(),
+        orjson.dumps({"instruction": "x y z w"}).decode(),
+        orjson.dumps({"instruction": "  ", "instances": [{}]}).decode(),
+        orjson.dumps([1, 2]).decode(),
+        orjson.dumps({"instruction": 5, "instances": []}).decode(),
+        orjson.dumps({"instruction": "Fine task here now", "instances": []}).decode(),
+        "",
+    ]
     path = tmp_path / "seeds.jsonl"
     path.write_text("\n".join(lines))
     seeds, rejects = load_seeds(path)
     assert seeds == [SeedTask("Name three primary colours.", "", "Red, blue, yellow.")]
-    assert rejects == {"seed_invalid_json": 1, "seed_missing_field": 3, "seed_empty_instruction": 1,
-                       "seed_not_object": 1, "seed_bad_type": 1}
+    assert rejects == {
+        "seed_invalid_json": 1,
+        "seed_missing_field": 3,
+        "seed_empty_instruction": 1,
+        "seed_not_object": 1,
+        "seed_bad_type": 1,
+    }
     # a run reports the rejected seeds with its other drops
     res = run_isheep(ScriptedEngine(lambda req, text: None), path, ISheepConfig(num_instructions=1, max_batches=1))
     assert {k: v for k, v in res.dropped.items() if k.startswith("seed_")} == rejects
@@ -56,52 +78,64 @@ def test_seed_file_with_nothing_usable_is_a_clear_error(tmp_path):
 
 
 def test_generation_prompt_and_parser_round_trip():
-    prompt = render_generation_prompt([SeedTask("Say hi to the user politely.", ""), SeedTask("Sort the list.", "3, 1, 2")])
+    prompt = render_generation_prompt(
+        [SeedTask("Say hi to the user politely.", ""), SeedTask("Sort the list.", "3, 1, 2")]
+    )
     assert prompt.endswith("###\n3. Instruction:")
     assert "2. Input:\n3, 1, 2\n" in prompt and "1. Input:\n<noinput>\n" in prompt
-    text = (" Write a haiku about the sea at night.\n3. Input:\n<noinput>\n###\n"
-            "4. Instruction: Classify the sentiment of this review.\n4. Input:\nThe food was cold.\n###\n"
-            "5. Input: orphan input without instruction\n###\n"
-            "6. Instruction: Explain how tides wo")
+    text = (
+        " Write a haiku about the sea at night.\n3. Input:\n<noinput>\n###\n"
+        "4. Instruction: Classify the sentiment of this review.\n4. Input:\nThe food was cold.\n###\n"
+        "5. Input: orphan input without instruction\n###\n"
+        "6. Instruction: Explain how tides wo"
+    )
     got, drops = parse_generated(text, 3)
-    assert got == [("Write a haiku about the sea at night.", ""),
-                   ("Classify the sentiment of this review.", "The food was cold.")]
+    assert got == [
+        ("Write a haiku about the sea at night.", ""),
+        ("Classify the sentiment of this review.", "The food was cold."),
+    ]
     assert drops == {"instruction_last_chunk": 1, "instruction_unparseable": 1}
     got, _ = parse_generated(text, 3, drop_last_chunk=False)
     assert got[-1] == ("Explain how tides wo", "")
 
 
-@pytest.mark.parametrize("inst,inp,reason", [
-    ("Too short here", "", "instruction_too_short"),
-    ("word " * 151, "", "instruction_too_long"),
-    ("Describe the image shown below in detail.", "", "instruction_blacklisted_word"),
-    ("Summarise the following text for me.", "Go to the store and buy milk.", "instruction_blacklisted_word"),
-    ("- Write a list of fruits that are red.", "", "instruction_starts_with_punctuation"),
-    ("Écris un poème sur la mer du nord.", "", "instruction_starts_with_non_ascii"),
-    ("Write a story. Output: a long story please", "", "instruction_leftover_field_marker"),
-    ("Summarise the article at https://example.com today.", "", "instruction_contains_url"),
-    ("Translate the sentence into French please.", "no input", "instruction_input_noinput"),
-    ("Translate the sentence into French please.", "I like apples.", None),
-    ("Plotting a course: list three famous sailors.", "", None),  # "plot" is whole-word only
-])
+@pytest.mark.parametrize(
+    "inst,inp,reason",
+    [
+        ("Too short here", "", "instruction_too_short"),
+        ("word " * 151, "", "instruction_too_long"),
+        ("Describe the image shown below in detail.", "", "instruction_blacklisted_word"),
+        ("Summarise the following text for me.", "Go to the store and buy milk.", "instruction_blacklisted_word"),
+        ("- Write a list of fruits that are red.", "", "instruction_starts_with_punctuation"),
+        ("Écris un poème sur la mer du nord.", "", "instruction_starts_with_non_ascii"),
+        ("Write a story. Output: a long story please", "", "instruction_leftover_field_marker"),
+        ("Summarise the article at https://example.com today.", "", "instruction_contains_url"),
+        ("Translate the sentence into French please.", "no input", "instruction_input_noinput"),
+        ("Translate the sentence into French please.", "I like apples.", None),
+        ("Plotting a course: list three famous sailors.", "", None),  # "plot" is whole-word only
+    ],
+)
 def test_instruction_rules(inst, inp, reason):
     assert instruction_problem(inst, inp) == reason
 
 
-@pytest.mark.parametrize("inst,inp,out,reason", [
-    ("Write a poem.", "", "", "output_empty"),
-    ("Answer the question.", "<noinput>", "Sure thing.", "instruction_placeholder"),
-    ("Fix the grammar in: he go home", "he go home", "He goes home.", "input_in_instruction"),
-    ("Write a poem.", "", "A poem.\nUser: write another", "output_role_marker"),
-    ("Pick one.", "", "Answer Choices: yes", "output_answer_choices"),
-    ("Explain it.", "", "It works.\n\ncan you tell me more", "output_can_you"),
-    ("Explain it.", "", "Do you mean the blue one? It depends", None),  # capital "Do": the rule is lower-case
-    ("Explain it.", "", "Tell me, do you like jazz?", "output_do_you_question"),
-    ("Explain it.", "", "It works.\n\nWhat else would you like?", "output_trailing_question"),
-    ("Pick one.", "", "The answer is (B) the second", "output_multiple_choice"),
-    ("Translate it.", "", "这是答案", "output_cjk"),
-    ("Explain it.", "", "It works because the gears mesh together", None),
-])
+@pytest.mark.parametrize(
+    "inst,inp,out,reason",
+    [
+        ("Write a poem.", "", "", "output_empty"),
+        ("Answer the question.", "<noinput>", "Sure thing.", "instruction_placeholder"),
+        ("Fix the grammar in: he go home", "he go home", "He goes home.", "input_in_instruction"),
+        ("Write a poem.", "", "A poem.\nUser: write another", "output_role_marker"),
+        ("Pick one.", "", "Answer Choices: yes", "output_answer_choices"),
+        ("Explain it.", "", "It works.\n\ncan you tell me more", "output_can_you"),
+        ("Explain it.", "", "Do you mean the blue one? It depends", None),  # capital "Do": the rule is lower-case
+        ("Explain it.", "", "Tell me, do you like jazz?", "output_do_you_question"),
+        ("Explain it.", "", "It works.\n\nWhat else would you like?", "output_trailing_question"),
+        ("Pick one.", "", "The answer is (B) the second", "output_multiple_choice"),
+        ("Translate it.", "", "这是答案", "output_cjk"),
+        ("Explain it.", "", "It works because the gears mesh together", None),
+    ],
+)
 def test_output_rules(inst, inp, out, reason):
     assert output_problem(inst, inp, out) == reason
 
@@ -111,15 +145,18 @@ def test_output_rules_can_be_switched_off():
     assert output_problem("Pick one.", "", "The answer is (B) the second", skip=["output_multiple_choice"]) is None
 
 
-@pytest.mark.parametrize("text,value,reason", [
-    ("9||clear and correct", 9, None),
-    ("  **10** || perfect", 10, None),
-    ("Score: 7 because it is fine", 7, None),
-    ("8/10", 8, None),
-    ("11||too generous", None, "score_out_of_scale"),
-    ("I would not rate this", None, "judge_unparseable"),
-    ("", None, "empty_output"),
-])
+@pytest.mark.parametrize(
+    "text,value,reason",
+    [
+        ("9||clear and correct", 9, None),
+        ("  **10** || perfect", 10, None),
+        ("Score: 7 because it is fine", 7, None),
+        ("8/10", 8, None),
+        ("11||too generous", None, "score_out_of_scale"),
+        ("I would not rate this", None, "judge_unparseable"),
+        ("", None, "empty_output"),
+    ],
+)
 def test_score_parser(text, value, reason):
     assert parse_score(text) == (value, reason)
 
@@ -157,8 +194,9 @@ def test_rouge_l_values():
     assert rouge_l_f(rouge_tokens("red apple"), rouge_tokens("a red big apple")) == pytest.approx(2 / 3)
     idx = RougeIndex(["write a poem about the sea", "list three colours"])
     score, which = idx.max_score("write a poem about the ocean")
-    assert which == 0 and score == pytest.approx(rouge_l_f(rouge_tokens("write a poem about the sea"),
-                                                           rouge_tokens("write a poem about the ocean")))
+    assert which == 0 and score == pytest.approx(
+        rouge_l_f(rouge_tokens("write a poem about the sea"), rouge_tokens("write a poem about the ocean"))
+    )
     assert idx.max_score("quantum chromodynamics") == (0.0, None)
 
 
@@ -189,14 +227,18 @@ def make_generator(batches, quality=None, following=None, model="gen-0"):
     return ScriptedEngine(answer, model=model)
 
 
-BATCH1 = (" Write a limerick about a forgetful robot.\n6. Input:\n<noinput>\n###\n"
-          "7. Instruction: Draw a picture of a sunset over the hills.\n7. Input:\n<noinput>\n###\n"
-          "8. Instruction: Classify the tone of this email as formal or casual.\n8. Input:\nHey, see you at 5!\n###\n"
-          "9. Instruction: Write a limerick about a forgetful robot today.\n9. Input:\n<noinput>\n###\n"
-          "10. Instruction: Explain why the sky")
-BATCH2 = (" Give three tips for saving money on groceries.\n6. Input:\n<noinput>\n###\n"
-          "7. Instruction: Classify the tone of this email as formal or casual.\n7. Input:\nDear Sir,\n###\n"
-          "8. Instruction: Name")
+BATCH1 = (
+    " Write a limerick about a forgetful robot.\n6. Input:\n<noinput>\n###\n"
+    "7. Instruction: Draw a picture of a sunset over the hills.\n7. Input:\n<noinput>\n###\n"
+    "8. Instruction: Classify the tone of this email as formal or casual.\n8. Input:\nHey, see you at 5!\n###\n"
+    "9. Instruction: Write a limerick about a forgetful robot today.\n9. Input:\n<noinput>\n###\n"
+    "10. Instruction: Explain why the sky"
+)
+BATCH2 = (
+    " Give three tips for saving money on groceries.\n6. Input:\n<noinput>\n###\n"
+    "7. Instruction: Classify the tone of this email as formal or casual.\n7. Input:\nDear Sir,\n###\n"
+    "8. Instruction: Name"
+)
 
 
 def test_one_iteration_end_to_end():
@@ -204,9 +246,11 @@ def test_one_iteration_end_to_end():
     cfg = ISheepConfig(num_instructions=3, batch_size=1, max_batches=2)
     res = run_isheep(gen, SEEDS, cfg, iteration=0)
     kept_prompts = [r["prompt"][0]["content"] for r in res.sft]
-    assert kept_prompts == ["Write a limerick about a forgetful robot.",
-                            "Classify the tone of this email as formal or casual.\nHey, see you at 5!",
-                            "Give three tips for saving money on groceries."]
+    assert kept_prompts == [
+        "Write a limerick about a forgetful robot.",
+        "Classify the tone of this email as formal or casual.\nHey, see you at 5!",
+        "Give three tips for saving money on groceries.",
+    ]
     assert res.dropped["instruction_blacklisted_word"] == 1
     assert res.dropped["instruction_rouge_duplicate"] == 2  # near-copy in batch 1 and exact copy in batch 2
     assert res.dropped["instruction_last_chunk"] == 2
@@ -227,19 +271,32 @@ def test_one_iteration_end_to_end():
 
 def test_dedup_spans_the_whole_iteration_and_previous_ones():
     gen = make_generator([BATCH2, BATCH2])
-    res = run_isheep(gen, SEEDS, ISheepConfig(num_instructions=10, batch_size=1, max_batches=2), iteration=1,
-                     previous_instructions=["Give three tips for saving money on groceries."])
-    assert [r["prompt"][0]["content"] for r in res.sft] == \
-        ["Classify the tone of this email as formal or casual.\nDear Sir,"]
+    res = run_isheep(
+        gen,
+        SEEDS,
+        ISheepConfig(num_instructions=10, batch_size=1, max_batches=2),
+        iteration=1,
+        previous_instructions=["Give three tips for saving money on groceries."],
+    )
+    assert [r["prompt"][0]["content"] for r in res.sft] == [
+        "Classify the tone of this email as formal or casual.\nDear Sir,"
+    ]
     assert res.dropped["instruction_rouge_duplicate"] == 3
 
 
 def test_judge_mode_base_uses_the_fixed_base_model_and_threshold_eight_fails():
     gen = make_generator([BATCH2], model="gen-2")
-    base = make_generator([BATCH2], quality={GOOD: "8||ok", BAD: "9||ok"}, following={GOOD: "9||", BAD: "9||"},
-                          model="base")
-    res = run_isheep(gen, SEEDS, ISheepConfig(num_instructions=2, batch_size=1, max_batches=1), base=base,
-                     judge_mode="base", iteration=2)
+    base = make_generator(
+        [BATCH2], quality={GOOD: "8||ok", BAD: "9||ok"}, following={GOOD: "9||", BAD: "9||"}, model="base"
+    )
+    res = run_isheep(
+        gen,
+        SEEDS,
+        ISheepConfig(num_instructions=2, batch_size=1, max_batches=1),
+        base=base,
+        judge_mode="base",
+        iteration=2,
+    )
     # the base judge scores GOOD 8 (not > 8) and BAD 9/9 → BAD is the kept answer
     assert {r["completion"][0]["content"] for r in res.sft} == {BAD}
     assert len(res.pairs) == 2 and all(p["chosen"][0]["content"] == BAD for p in res.pairs)

@@ -5,8 +5,14 @@ import orjson
 import pytest
 
 from judges.generators.common import GeneratorError
-from judges.generators.multifaceted import (MultifacetedConfig, load_taxonomy, preference_set_schema,
-                                            run_multifaceted, sets_distinct, validate_preference_set)
+from judges.generators.multifaceted import (
+    MultifacetedConfig,
+    load_taxonomy,
+    preference_set_schema,
+    run_multifaceted,
+    sets_distinct,
+    validate_preference_set,
+)
 from tests.judges.generators.scripted import ScriptedEngine, assert_fits, fenced
 
 TAX = load_taxonomy()
@@ -37,8 +43,17 @@ def test_malformed_taxonomy_files(tmp_path):
 
 def pset(style="Clarity", bk="Novice", inf="Depth", harm="Safety", tag=""):
     picks = {"Style": style, "Background knowledge": bk, "Informativeness": inf, "Harmlessness": harm}
-    return {"preferences": [{"dimension": d, "subdimension": s, "preference": f"{s} first{tag}",
-                             "description": f"The reply favours {s.lower()} ({d}){tag}."} for d, s in picks.items()]}
+    return {
+        "preferences": [
+            {
+                "dimension": d,
+                "subdimension": s,
+                "preference": f"{s} first{tag}",
+                "description": f"The reply favours {s.lower()} ({d}){tag}.",
+            }
+            for d, s in picks.items()
+        ]
+    }
 
 
 def test_distinct_rule_counts_dimensions():
@@ -92,8 +107,7 @@ DUP = pset(tag=" again")  # same subdimensions as A
 
 
 def test_three_distinct_sets_system_messages_and_sibling_pairs():
-    script = {"Plan a picnic.": [A, DUP, "{broken", B, C],
-              "Explain recursion.": [C, pset(style="Safety"), A, B]}
+    script = {"Plan a picnic.": [A, DUP, "{broken", B, C], "Explain recursion.": [C, pset(style="Safety"), A, B]}
     eng = make_engine(script)
     res = run_multifaceted(eng, ["Plan a picnic.", "Explain recursion."])
     assert res.dropped["prefset_duplicate"] == 1
@@ -106,7 +120,7 @@ def test_three_distinct_sets_system_messages_and_sibling_pairs():
     for r in res.sft:
         by_ins[r["prompt"][1]["content"]].append(orjson.loads(r["meta"])["preference_set"])
     for sets in by_ins.values():
-        assert len(sets) == 3 and all(sets_distinct(a, b) for i, a in enumerate(sets) for b in sets[i + 1:])
+        assert len(sets) == 3 and all(sets_distinct(a, b) for i, a in enumerate(sets) for b in sets[i + 1 :])
     # one pair per instruction: prompt = [its system message, instruction]; chosen written for it; rejected for a sibling
     assert len(res.pairs) == 2
     assert_fits(res.pairs, "pairwise")
@@ -122,8 +136,9 @@ def test_three_distinct_sets_system_messages_and_sibling_pairs():
     # the sets already accepted are shown to the model on retries (so it can steer away)
     retry = [r for r in eng.requests if "Profiles already written" in r.messages[-1][1]]
     assert retry and "Style=Clarity" in retry[0].messages[-1][1]
-    all_pairs = run_multifaceted(make_engine(script), ["Plan a picnic.", "Explain recursion."],
-                                 MultifacetedConfig(pairs_per_instruction="all"))
+    all_pairs = run_multifaceted(
+        make_engine(script), ["Plan a picnic.", "Explain recursion."], MultifacetedConfig(pairs_per_instruction="all")
+    )
     assert len(all_pairs.pairs) == 6
 
 
@@ -150,8 +165,14 @@ def test_bad_instructions():
     with pytest.raises(GeneratorError, match="no instructions"):
         run_multifaceted(make_engine({}), [])
     eng = make_engine({"Plan a picnic.": [A, B, C]})
-    res = run_multifaceted(eng, [[{"role": "system", "content": "x"}, {"role": "user", "content": "hi"}],
-                                 [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
-                                  {"role": "user", "content": "c"}], "  ", "Plan a picnic."])
+    res = run_multifaceted(
+        eng,
+        [
+            [{"role": "system", "content": "x"}, {"role": "user", "content": "hi"}],
+            [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}],
+            "  ",
+            "Plan a picnic.",
+        ],
+    )
     assert res.dropped["instruction_has_system"] == 1 and res.dropped["instruction_multi_turn"] == 1
     assert res.dropped["instruction_empty"] == 1 and len(res.sft) == 3

@@ -51,14 +51,16 @@ def _engines(policy_lp, ref_lp, **judge_kw):
 
 def test_keeps_only_consistent_confident_pairs():
     # implicit rewards (β = 0.1): good +2.0, fine 0.0, bad −2.0 → P_I(good ≻ bad) ≈ 0.98
-    policy, ref = _engines({"good answer": -10.0, "fine answer": -20.0, "bad answer": -40.0, "meh one": -20,
-                            "meh two": -20},
-                           {"good answer": -30.0, "fine answer": -20.0, "bad answer": -20.0, "meh one": -20,
-                            "meh two": -20})
-    pairs = [("Q1", "good answer", "bad answer"),  # both RMs: good ≻ bad → kept
-             ("Q2", "bad answer", "good answer"),  # same, given in the other order → kept, chosen = good
-             ("Q3", "fine answer", "bad answer"),  # judge ≈0.95 for fine; implicit ≈0.86 for fine → kept
-             ("Q4", "meh one", "meh two")]  # judge ≈0.55 → low confidence
+    policy, ref = _engines(
+        {"good answer": -10.0, "fine answer": -20.0, "bad answer": -40.0, "meh one": -20, "meh two": -20},
+        {"good answer": -30.0, "fine answer": -20.0, "bad answer": -20.0, "meh one": -20, "meh two": -20},
+    )
+    pairs = [
+        ("Q1", "good answer", "bad answer"),  # both RMs: good ≻ bad → kept
+        ("Q2", "bad answer", "good answer"),  # same, given in the other order → kept, chosen = good
+        ("Q3", "fine answer", "bad answer"),  # judge ≈0.95 for fine; implicit ≈0.86 for fine → kept
+        ("Q4", "meh one", "meh two"),
+    ]  # judge ≈0.55 → low confidence
     policy.logprob["fine answer"] = -22.0  # implicit r(fine) = −0.2; r(bad) = −2.0 → P_I ≈ 0.86
     res = run_scir(policy, ref, pairs=pairs, iteration=1)
     chosen = [p["chosen"][0]["content"] for p in res.pairs]
@@ -136,16 +138,20 @@ def test_sampling_pairs_from_prompts():
     policy.answer = lambda req, text: samples if "RESPONSE A" not in text else inner(req, text)
     res = run_scir(policy, None, ["Q?"], iteration=0)
     assert res.stats["candidate_pairs"] == 3 and res.dropped["sample_duplicate"] == 1
-    assert {(p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in res.pairs} == \
-        {("good answer", "fine answer"), ("good answer", "bad answer"), ("fine answer", "bad answer")}
+    assert {(p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in res.pairs} == {
+        ("good answer", "fine answer"),
+        ("good answer", "bad answer"),
+        ("fine answer", "bad answer"),
+    }
     res = run_scir(policy, None, ["Q?"], SCIRConfig(pairing="random_one"), iteration=0)
     assert res.stats["candidate_pairs"] == 1
 
 
 def test_unparseable_judge_and_dead_model_are_counted():
     policy = judge_engine(broken=True)
-    res = run_scir(policy, None, pairs=[("Q", "good answer", "bad answer"), ("Q", "fine answer", "bad answer")],
-                   iteration=0)
+    res = run_scir(
+        policy, None, pairs=[("Q", "good answer", "bad answer"), ("Q", "fine answer", "bad answer")], iteration=0
+    )
     assert res.pairs == [] and res.dropped["pair_judge_unparseable"] == 2
     dead = ScriptedEngine(lambda req, text: None)
     res = run_scir(dead, dead, ["a", "b"], iteration=1)
@@ -159,6 +165,5 @@ def test_empty_inputs_are_clear_errors():
         run_scir(judge_engine(), None, [])
     with pytest.raises(GeneratorError, match="no pairs"):
         run_scir(judge_engine(), None, pairs=[])
-    res = run_scir(judge_engine(), None, pairs=[("Q", "same", "same"), ("Q", None, "x"), ("Q", "  ", "x")],
-                   iteration=0)
+    res = run_scir(judge_engine(), None, pairs=[("Q", "same", "same"), ("Q", None, "x"), ("Q", "  ", "x")], iteration=0)
     assert res.dropped == {"pair_chosen_equals_rejected": 1, "pair_empty_response": 2}
