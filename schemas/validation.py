@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from schemas import gx_suites
 from schemas.canonical import ROLES, SCHEMAS, schema_for
-from schemas.step import Reject
+from schemas.step import Reject, Step, StepError, StepResult
 
 STEP = "validate"
 
@@ -434,3 +434,23 @@ __all__ = [
     "check_split_disjoint",
     "derived_frame",
 ]
+
+
+class ValidateStep(Step):
+    """Arrow schema cast + the shape's GX row suite; a failing row is rejected with the first rule it broke."""
+
+    name = "validate"
+
+    def __init__(self, config: ValidationConfig | None = None, name: str | None = None):
+        super().__init__()
+        self.config = config
+        if name:
+            self.name = name
+
+    def process(self, batch: pa.Table) -> StepResult:
+        if self.shape is None:
+            raise StepError("validate needs the batch's shape (the executor passes it)")
+        kept, rejects = validate_rows(batch, self.shape, self.config)
+        for r in rejects:
+            r.step = self.step_name
+        return StepResult(kept, rejects)

@@ -1,8 +1,19 @@
 """The warehouse: the only code that touches Parquet files and the DuckDB catalog."""
 
 from warehouse.core import Warehouse
-from warehouse.counts import CommitResult, RunCounts, StepCount
+from warehouse.counts import CommitResult, RunCounts, StepCount, run_counts, step_counts
 from warehouse.errors import WarehouseError
 from warehouse.layout import default_root
+from warehouse.run_context import Run
 
-__all__ = ["Warehouse", "RunCounts", "StepCount", "CommitResult", "WarehouseError", "default_root"]
+__all__ = [
+    "Warehouse",
+    "Run",
+    "RunCounts",
+    "StepCount",
+    "CommitResult",
+    "WarehouseError",
+    "default_root",
+    "run_counts",
+    "step_counts",
+]

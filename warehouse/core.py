@@ -48,6 +48,12 @@ class Warehouse:
         self.staging_dir(run_id)
         return run_id
 
+    def run(self, kind: str, dataset: str, params: dict | None = None):
+        """Context manager for one run (``warehouse.run_context``): begin, fail on error, clean up."""
+        from warehouse.run_context import run_context
+
+        return run_context(self, kind, dataset, params)
+
     def staging_dir(self, run_id: str) -> Path:
         path = self.layout.staging(run_id)
         path.mkdir(parents=True, exist_ok=True)

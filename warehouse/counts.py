@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from schemas.step import Counts
 from warehouse.errors import WarehouseError
 
 
@@ -86,3 +88,20 @@ class CommitResult:
     @property
     def rows_duplicate(self) -> int:
         return self.counts.rows_duplicate
+
+
+def step_counts(counts: Sequence[Counts]) -> list[StepCount]:
+    """The steps' own counters as run_steps rows (nobody counts by hand)."""
+    return [StepCount(c.step, c.rows_in, c.rows_kept, c.rows_rejected, c.rows_duplicate) for c in counts]
+
+
+def run_counts(counts: Sequence[Counts], records_read: int | None = None) -> RunCounts:
+    """A run's counts from its steps': read = the first step's rows in; every non-annotating step's
+    rejected and duplicate rows left the run; the rest were kept."""
+    if not counts:
+        raise WarehouseError("a run without steps has nothing to count")
+    read = counts[0].rows_in
+    rejected = sum(c.rows_rejected for c in counts if not c.annotates)
+    duplicate = sum(c.rows_duplicate for c in counts if not c.annotates)
+    records = records_read if records_read is not None else (counts[0].records_read or read)
+    return RunCounts(records, read, read - rejected - duplicate, rejected, duplicate).check()
