@@ -91,3 +91,8 @@ class Registry(Generic[T]):
     def help(self) -> str:
         """One line per entry, for CLI help texts."""
         return "; ".join(f"{e.name}: {e.summary}" if e.summary else e.name for e in self)
+
+
+# Every step class registers here (name, config, shapes, tags; ``extra["stage"]`` says where it runs:
+# "ingest", "curate", "judge", "synthesize"), so the CLI can list and validate them.
+STEPS: Registry[type] = Registry("step")
