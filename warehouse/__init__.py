@@ -2,7 +2,7 @@
 
 from warehouse.core import Warehouse
 from warehouse.counts import CommitResult, RunCounts, StepCount, run_counts, step_counts
-from warehouse.errors import WarehouseError
+from warehouse.errors import WarehouseBusy, WarehouseError
 from warehouse.layout import default_root
 from warehouse.run_context import Run
 
@@ -13,6 +13,7 @@ __all__ = [
     "StepCount",
     "CommitResult",
     "WarehouseError",
+    "WarehouseBusy",
     "default_root",
     "run_counts",
     "step_counts",

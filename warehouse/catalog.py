@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from schemas.canonical import QUARANTINE, SCHEMAS, SHAPES
 from warehouse.artifacts import DDL as ARTIFACTS_DDL
 from warehouse.layout import Layout
-from warehouse.sql import one
+from warehouse.sql import value
 from warehouse.views import recreate_views
 
 SCHEMA_VERSION = "1"
@@ -70,9 +70,9 @@ def ensure(con: duckdb.DuckDBPyConnection, layout: Layout) -> None:
 
     Views hold absolute file paths; if the root was moved, they are rebuilt here on the next write.
     """
-    exists = one(con, "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'meta' AND table_name = 'info'")[0]
+    exists = value(con, "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'meta' AND table_name = 'info'")
     if exists:
-        (stored,) = one(con, "SELECT value FROM meta.info WHERE key = 'root'")
+        stored = value(con, "SELECT value FROM meta.info WHERE key = 'root'")
         if stored != str(layout.root):
             write_empty_files(layout)
             con.execute("BEGIN")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 from contextlib import closing
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -24,7 +25,7 @@ from warehouse.lake import BATCH_ROWS, LakeObject, write_objects, write_quaranti
 from warehouse.layout import Layout, check_name
 from warehouse.lock import writer_lock
 from warehouse.publish import Publication, publish
-from warehouse.sql import ident, lit, lit_list, one
+from warehouse.sql import ident, lit, lit_list, one, value
 from warehouse.staging import staged_shards
 
 DEDUP_STEP = "warehouse_dedup"
@@ -35,7 +36,14 @@ KEYS_ORDER = "source_file, source_row, _file, _row"
 ROWS_ORDER = "s.source_file, s.source_row, s.filename, s.file_row_number"
 
 
-def _dedup_shape(con, layout: Layout, run_id: str, shape: str, shards, parent: list[LakeObject]):
+def _dedup_shape(
+    con: duckdb.DuckDBPyConnection,
+    layout: Layout,
+    run_id: str,
+    shape: str,
+    shards: list[Path],
+    parent: list[LakeObject],
+) -> tuple[list[LakeObject], int, pa.Table]:
     """Returns (new objects, staged row count, duplicates table) for one shape."""
     files = lit_list(shards)
     parent_ids = (
@@ -50,7 +58,7 @@ def _dedup_shape(con, layout: Layout, run_id: str, shape: str, shards, parent: l
                row_number() OVER (PARTITION BY record_id ORDER BY {SOURCE_ORDER}) AS _rank,
                record_id IN {parent_ids} AS _in_parent
         FROM read_parquet({files}, filename = true, file_row_number = true)""")
-    (staged,) = one(con, "SELECT count(*) FROM keys")
+    staged = value(con, "SELECT count(*) FROM keys")
     cols = ", ".join("s." + ident(f.name) for f in SCHEMAS[shape])
     new_rows = con.sql(f"""
         SELECT {cols} FROM read_parquet({files}, filename = true, file_row_number = true) s
@@ -58,7 +66,7 @@ def _dedup_shape(con, layout: Layout, run_id: str, shape: str, shards, parent: l
         WHERE k._rank = 1 AND NOT k._in_parent
         ORDER BY {ROWS_ORDER}""")
     objects = write_objects(
-        new_rows.fetch_record_batch(BATCH_ROWS), SCHEMAS[shape], shape, layout, tag=f"{run_id}-{shape}"
+        new_rows.to_arrow_reader(BATCH_ROWS), SCHEMAS[shape], shape, layout, tag=f"{run_id}-{shape}"
     )
     dups = con.sql(f"""
         SELECT {lit(run_id)} AS run_id, record_id, source_file, source_row, _in_parent, {lit(shape)} AS shape
@@ -159,11 +167,13 @@ def commit_staged(
     return CommitResult(run_id, dataset, status, pub.version_id, parent, final, rows_new, [o.path for o in new_objects])
 
 
-def _already_done(cat, layout: Layout, run: runs.RunRow) -> CommitResult:
+def _already_done(cat: duckdb.DuckDBPyConnection, layout: Layout, run: runs.RunRow) -> CommitResult:
     row = one(
         cat,
         "SELECT records_read, rows_read, rows_kept, rows_rejected, rows_duplicate FROM meta.runs WHERE run_id = ?",
         [run.run_id],
     )
+    if row is None:
+        raise WarehouseError(f"unknown run {run.run_id!r}")
     _cleanup(layout, run.run_id)
     return CommitResult(run.run_id, run.dataset, run.status, run.version_id, run.parent_version, RunCounts(*row))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
-from contextlib import closing
+from collections.abc import Callable
+from contextlib import AbstractContextManager, closing
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -21,9 +23,14 @@ from warehouse.lake import write_quarantine
 from warehouse.layout import Layout, check_name, default_root
 from warehouse.lock import writer_lock
 from warehouse.query import run_query
-from warehouse.sql import one
+from warehouse.sql import value
 from warehouse.staging import staged_shards
 from warehouse.views import recreate_views
+
+if TYPE_CHECKING:
+    from warehouse.run_context import Run
+
+T = TypeVar("T")
 
 
 class Warehouse:
@@ -38,7 +45,7 @@ class Warehouse:
         return f"Warehouse({str(self.root)!r})"
 
     # -- writers (serialised by the lock file) ------------------------------------------------
-    def _write(self, fn):
+    def _write(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         with writer_lock(self.layout.lock_file), closing(connect_write(self.layout)) as con:
             ensure(con, self.layout)
             return fn(con)
@@ -48,7 +55,7 @@ class Warehouse:
         self.staging_dir(run_id)
         return run_id
 
-    def run(self, kind: str, dataset: str, params: dict | None = None):
+    def run(self, kind: str, dataset: str, params: dict | None = None) -> AbstractContextManager[Run]:
         """Context manager for one run (``warehouse.run_context``): begin, fail on error, clean up."""
         from warehouse.run_context import run_context
 
@@ -86,7 +93,7 @@ class Warehouse:
         """Record the run as failed (nothing is published); its quarantine is kept to explain why."""
         check_name("run id", run_id)
 
-        def fail(con):
+        def fail(con: duckdb.DuckDBPyConnection) -> None:
             runs.get(con, run_id)
             if not runs.mark_failed(con, run_id, error):
                 return  # already committed or failed: history is not rewritten
@@ -97,7 +104,7 @@ class Warehouse:
             except (WarehouseError, duckdb.Error):
                 q = None  # unreadable rejects: the error message is all there is
             if q is not None:
-                (dataset,) = one(con, "SELECT dataset FROM meta.runs WHERE run_id = ?", [run_id])
+                dataset = value(con, "SELECT dataset FROM meta.runs WHERE run_id = ?", [run_id])
                 con.execute("BEGIN")
                 con.execute("INSERT OR REPLACE INTO meta.quarantine_files VALUES (?, ?, ?, ?)", [run_id, dataset, *q])
                 recreate_views(con, self.layout)
@@ -106,15 +113,8 @@ class Warehouse:
 
         self._write(fail)
 
-    def record_steps(self, run_id: str, steps: list[StepCount]) -> None:
-        def record(con):
-            runs.get(con, run_id)
-            runs.record_steps(con, run_id, list(steps))
-
-        self._write(record)
-
     def set_run_metrics(self, run_id: str, metrics: dict) -> None:
-        def merge(con):
+        def merge(con: duckdb.DuckDBPyConnection) -> None:
             runs.get(con, run_id)
             runs.merge_metrics(con, run_id, metrics)
 
@@ -136,7 +136,7 @@ class Warehouse:
     ) -> str:
         model_id, rel = artifacts.write_blob(self.layout, kind, blob)
 
-        def insert(con):
+        def insert(con: duckdb.DuckDBPyConnection) -> None:
             con.execute("BEGIN")
             artifacts.insert_model(
                 con, model_id, kind, dataset, version_id, rel, len(blob), params or {}, metrics or {}

@@ -7,10 +7,11 @@ connections are opened per operation and retried briefly while another process h
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import duckdb
 
-from warehouse.errors import WarehouseError, one_line
+from warehouse.errors import WarehouseBusy, WarehouseError, one_line
 from warehouse.layout import Layout
 
 READ_BUSY_S = 30.0  # a reader waits this long for a commit's transaction to finish
@@ -23,15 +24,20 @@ def _quiet(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _retry_open(open_fn, layout: Layout, busy_s: float):
+def _retry_open(
+    open_fn: Callable[[], duckdb.DuckDBPyConnection], layout: Layout, busy_s: float
+) -> duckdb.DuckDBPyConnection:
     deadline = time.monotonic() + busy_s
     delay = 0.02
     while True:
         try:
             return _quiet(open_fn())
         except duckdb.IOException as e:
-            if "lock" not in str(e).lower() or time.monotonic() > deadline:
+            # DuckDB says only in words that another process holds the file; that is worth a retry.
+            if "lock" not in str(e).lower():
                 raise WarehouseError(f"cannot open the catalog {layout.catalog}: {one_line(e)}") from None
+            if time.monotonic() > deadline:
+                raise WarehouseBusy(f"the catalog {layout.catalog} is busy: {one_line(e)}") from None
         except duckdb.Error as e:  # not a DuckDB file, wrong version, ...
             raise WarehouseError(f"cannot open the catalog {layout.catalog}: {one_line(e)}") from None
         time.sleep(delay)

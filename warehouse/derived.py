@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.canonical import SCHEMAS
+from schemas.step import REMOVAL_COLUMNS, as_removals
 from warehouse import faults, runs, versions
 from warehouse.catalog import ensure
 from warehouse.counts import CommitResult, RunCounts, StepCount
@@ -23,12 +24,13 @@ from warehouse.errors import WarehouseError, one_line
 from warehouse.lake import LakeObject, write_objects, write_quarantine
 from warehouse.layout import Layout, check_name
 from warehouse.lock import writer_lock
-from warehouse.publish import REMOVAL_COLUMNS, Publication, publish
+from warehouse.publish import Publication, publish
 from warehouse.schemacheck import schema_problems
-from warehouse.sql import lit_list, one
+from warehouse.sql import lit_list, value
 from warehouse.staging import staged_shards
 
 RESERVED = ("dataset", "version_id")  # added by the public views
+REMOVALS = pa.schema([(c, pa.string()) for c in REMOVAL_COLUMNS])  # as meta.removals stores them
 
 
 def _conform(shape: str, table: pa.Table) -> pa.Table:
@@ -61,26 +63,27 @@ def _conform(shape: str, table: pa.Table) -> pa.Table:
 
 
 def _conform_removals(removals: pa.Table | None) -> pa.Table:
+    """``REMOVAL_COLUMNS`` as text, from a ``REJECTED`` table or any table with record_id and reason."""
     if removals is None:
-        return pa.table({c: pa.array([], pa.string()) for c in REMOVAL_COLUMNS})
+        return REMOVALS.empty_table()
     missing = [c for c in ("record_id", "reason") if c not in removals.column_names]
     if missing:
         raise WarehouseError(f"removals table lacks columns {missing} (expected {REMOVAL_COLUMNS})")
-    cols = {
-        c: (
-            removals.column(c).cast(pa.string())
-            if c in removals.column_names
-            else pa.nulls(removals.num_rows, pa.string())
-        )
-        for c in REMOVAL_COLUMNS
-    }
-    if cols["reason"].null_count or cols["record_id"].null_count:
+    for c in REMOVAL_COLUMNS:
+        if c not in removals.column_names:
+            removals = removals.append_column(c, pa.nulls(removals.num_rows, pa.string()))
+    out = as_removals(removals).cast(REMOVALS)
+    if out.column("reason").null_count or out.column("record_id").null_count:
         raise WarehouseError("removals: every row needs a record_id and a reason")
-    return pa.table(cols)
+    return out
 
 
 def _unexplained(
-    work, layout: Layout, parent: list[LakeObject], tables: dict[str, pa.Table], removals: pa.Table
+    work: duckdb.DuckDBPyConnection,
+    layout: Layout,
+    parent: list[LakeObject],
+    tables: dict[str, pa.Table],
+    removals: pa.Table,
 ) -> list[str]:
     """Parent record_ids of the replaced shapes that are neither kept nor listed in removals."""
     files = [layout.abs(o.path) for o in parent if o.shape in tables]
@@ -129,14 +132,14 @@ def commit_derived(
             run = runs.get(cat, run_id)
             runs.require_running(run, dataset)
             parent = versions.resolve(cat, dataset, parent_version)
-            head = versions.latest(cat, dataset)
+            head = versions.resolve(cat, dataset, None)  # the latest version
             if parent != head:
                 raise WarehouseError(
                     f"parent version {parent[:12]} is no longer the latest of {dataset!r} "
                     f"({head[:12]}); rerun on the latest version"
                 )
             parent_objects = versions.objects(cat, parent)
-            (policies,) = one(cat, "SELECT policies FROM meta.dataset_versions WHERE version_id = ?", [parent])
+            policies = value(cat, "SELECT policies FROM meta.dataset_versions WHERE version_id = ?", [parent])
         _, quarantine_shards = staged_shards(layout, run_id)
         new_objects: list[LakeObject] = []
         try:

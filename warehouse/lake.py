@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from schemas.canonical import QUARANTINE
 from warehouse.errors import WarehouseError, one_line
 from warehouse.layout import Layout
-from warehouse.sql import ident, lit, lit_list, one
+from warehouse.sql import ident, lit, lit_list, value
 
 # Row groups are sized by uncompressed bytes (text rows vary 100x in size), and files are split so
 # no single object grows unbounded. Rows are cut into fixed-size batches before sizing, so the same
@@ -67,7 +67,9 @@ class _ObjectSink:
         self.schema, self.shape, self.layout = schema, shape, layout
         self.dir = layout.objects_dir(shape)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.tag, self.n, self.writer, self.rows, self.bytes = tag, 0, None, 0, 0
+        self.tag, self.n, self.rows, self.bytes = tag, 0, 0, 0
+        self.writer: pq.ParquetWriter | None = None  # the open temp file, if any
+        self.tmp: Path  # its path, set when it is opened
         self.objects: list[LakeObject] = []
 
     def write_row_group(self, table: pa.Table) -> None:
@@ -134,7 +136,7 @@ def write_quarantine(
     if not shards:
         return None
     cols = ", ".join(ident(f.name) for f in QUARANTINE)
-    (rows,) = one(con, f"SELECT count(*) FROM read_parquet({lit_list(shards)})")
+    rows = value(con, f"SELECT count(*) FROM read_parquet({lit_list(shards)})")
     if rows == 0:
         return None
     out_dir = layout.quarantine_dir(run_id)

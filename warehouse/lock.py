@@ -5,14 +5,18 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from warehouse.errors import WarehouseError
+from warehouse.errors import WarehouseBusy
+
+TIMEOUT_S = 600.0  # how long a writer waits for another one before giving up (a retry may succeed)
 
 
 @contextmanager
-def writer_lock(path: Path, timeout_s: float = 600.0):
+def writer_lock(path: Path, timeout_s: float | None = None) -> Iterator[None]:
+    timeout_s = TIMEOUT_S if timeout_s is None else timeout_s
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -23,7 +27,7 @@ def writer_lock(path: Path, timeout_s: float = 600.0):
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise WarehouseError(f"another writer holds {path} for more than {timeout_s:.0f} s") from None
+                    raise WarehouseBusy(f"another writer holds {path} for more than {timeout_s:g} s") from None
                 time.sleep(0.05)
         try:
             yield

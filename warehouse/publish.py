@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from schemas.canonical import SHAPES
 from schemas.ids import digest
+from schemas.step import as_removals
 from warehouse import faults, runs
 from warehouse.counts import RunCounts, StepCount
 from warehouse.db import connect_write
@@ -23,7 +24,6 @@ from warehouse.sql import one
 from warehouse.views import recreate_views
 
 DUPLICATE_COLUMNS = ["run_id", "record_id", "source_file", "source_row", "duplicate_of_version", "shape"]
-REMOVAL_COLUMNS = ["record_id", "step", "reason", "duplicate_of", "detail"]
 
 
 def version_id_for(dataset: str, objects: list[LakeObject]) -> str:
@@ -42,7 +42,7 @@ class Publication:
     policies: list = field(default_factory=list)
     extra: dict = field(default_factory=dict)
     duplicates: pa.Table | None = None  # DUPLICATE_COLUMNS
-    removals: pa.Table | None = None  # REMOVAL_COLUMNS
+    removals: pa.Table | None = None  # schemas.step.REMOVAL_COLUMNS
     quarantine: tuple[str, int] | None = None  # (relative path, rows)
 
     @property
@@ -56,7 +56,8 @@ class Publication:
 def _insert_version(con: duckdb.DuckDBPyConnection, pub: Publication, vid: str) -> None:
     if one(con, "SELECT 1 FROM meta.dataset_versions WHERE version_id = ?", [vid]):
         return  # identical content was published before (e.g. a curation undone): point back at it
-    per_shape = {s: sum(o.rows for o in pub.objects if o.shape == s) for s in SHAPES}
+    objects = pub.objects or []  # never empty here: a version id is the hash of its objects
+    per_shape = {s: sum(o.rows for o in objects if o.shape == s) for s in SHAPES}
     con.execute(
         f"INSERT INTO meta.dataset_versions (version_id, dataset, parent_version, run_id, created_at, "
         f"{', '.join('rows_' + s for s in SHAPES)}, policies, extra) VALUES (?, ?, ?, ?, ?, "
@@ -74,7 +75,7 @@ def _insert_version(con: duckdb.DuckDBPyConnection, pub: Publication, vid: str) 
     )
     con.executemany(
         "INSERT INTO meta.version_files VALUES (?, ?, ?, ?, ?)",
-        [[vid, o.shape, o.path, o.rows, i] for i, o in enumerate(pub.objects)],
+        [[vid, o.shape, o.path, o.rows, i] for i, o in enumerate(objects)],
     )
 
 
@@ -84,7 +85,7 @@ def _insert_lineage(con: duckdb.DuckDBPyConnection, pub: Publication, vid: str |
         con.execute("INSERT INTO meta.duplicates SELECT * FROM _dups")
         con.unregister("_dups")
     if pub.removals is not None and pub.removals.num_rows:
-        con.register("_removals", pub.removals.select(REMOVAL_COLUMNS))
+        con.register("_removals", as_removals(pub.removals))
         con.execute(
             "INSERT INTO meta.removals SELECT ?, ?, ?, record_id, step, reason, duplicate_of, detail FROM _removals",
             [pub.run_id, pub.dataset, vid or pub.parent_version],

@@ -18,7 +18,7 @@ from warehouse.layout import Layout
 _EXPLAIN = re.compile(r"^\s*explain\s+(?:analy[sz]e\s+)?", re.IGNORECASE)
 
 
-def _keyword(st) -> str:
+def _keyword(st: duckdb.Statement) -> str:
     words = st.query.split()
     return words[0].upper() if words else st.type.name
 

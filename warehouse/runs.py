@@ -12,16 +12,17 @@ import orjson
 from warehouse.counts import StepCount
 from warehouse.errors import WarehouseError
 from warehouse.layout import check_name
-from warehouse.sql import one
+from warehouse.sql import one, value
 
-RUNNING, COMMITTED, FAILED, NO_CHANGE = "running", "committed", "failed", "no_change"
+# A run is running until it is committed (a new version), no_change (nothing new), done (an artifact) or failed.
+RUNNING, COMMITTED, FAILED, NO_CHANGE, DONE = "running", "committed", "failed", "no_change", "done"
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def to_json(value) -> str:
+def to_json(value: object) -> str:
     try:
         return orjson.dumps(value, default=str, option=orjson.OPT_SORT_KEYS).decode()
     except TypeError as e:
@@ -75,7 +76,7 @@ def require_running(run: RunRow, dataset: str) -> None:
 
 def record_steps(con: duckdb.DuckDBPyConnection, run_id: str, steps: list[StepCount]) -> None:
     """Upsert steps by name; new steps go after those already recorded."""
-    (start,) = one(con, "SELECT coalesce(max(position) + 1, 0) FROM meta.run_steps WHERE run_id = ?", [run_id])
+    start = value(con, "SELECT coalesce(max(position) + 1, 0) FROM meta.run_steps WHERE run_id = ?", [run_id])
     for i, s in enumerate(steps):
         s.check()
         con.execute(
@@ -89,7 +90,7 @@ def record_steps(con: duckdb.DuckDBPyConnection, run_id: str, steps: list[StepCo
 def merge_metrics(con: duckdb.DuckDBPyConnection, run_id: str, metrics: dict) -> None:
     if not isinstance(metrics, dict):
         raise WarehouseError(f"metrics must be a dict, got {type(metrics).__name__}")
-    (current,) = one(con, "SELECT metrics FROM meta.runs WHERE run_id = ?", [run_id])
+    current = value(con, "SELECT metrics FROM meta.runs WHERE run_id = ?", [run_id])
     merged = orjson.loads(current or "{}")
     merged.update(metrics)
     con.execute("UPDATE meta.runs SET metrics = ? WHERE run_id = ?", [to_json(merged), run_id])
@@ -107,9 +108,9 @@ def mark_failed(con: duckdb.DuckDBPyConnection, run_id: str, error: str) -> bool
 def mark_done(con: duckdb.DuckDBPyConnection, run_id: str, rows_read: int) -> bool:
     """A run that publishes no dataset version (e.g. training a model) ends as 'done'; all it read was used."""
     changed = con.execute(
-        "UPDATE meta.runs SET status = 'done', finished_at = ?, records_read = ?, rows_read = ?, "
+        "UPDATE meta.runs SET status = ?, finished_at = ?, records_read = ?, rows_read = ?, "
         "rows_kept = ?, rows_rejected = 0, rows_duplicate = 0 WHERE run_id = ? AND status = ? "
         "RETURNING run_id",
-        [utcnow(), rows_read, rows_read, rows_read, run_id, RUNNING],
+        [DONE, utcnow(), rows_read, rows_read, rows_read, run_id, RUNNING],
     ).fetchall()
     return bool(changed)

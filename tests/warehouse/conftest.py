@@ -155,3 +155,12 @@ def ingest(
 @pytest.fixture
 def wh(tmp_path) -> Warehouse:
     return Warehouse(tmp_path / "wh")
+
+
+@pytest.fixture
+def mixed(wh) -> Warehouse:
+    """Dataset "mix": pairs (HH-RLHF and PandaLM, some ties), binary feedback and ranked lists."""
+    ingest(
+        wh, "mix", {"pairwise": hh_rows(120) + pandalm_rows(120), "binary": kto_rows(60), "listwise": listwise_rows(25)}
+    )
+    return wh

@@ -92,9 +92,12 @@ def test_a_new_version_is_the_parent_plus_only_the_new_rows(wh):
     assert wh.read("hh", "pairwise").num_rows == 30
     assert wh.read("hh", "pairwise", version=v1.version_id[:8]).num_rows == 20  # older version still readable
     with duckdb.connect(str(wh.root / "catalog.duckdb"), read_only=True) as con:
-        files = lambda v: {
-            p for (p,) in con.execute("SELECT path FROM meta.version_files WHERE version_id = ?", [v]).fetchall()
-        }
+
+        def files(v: str) -> set[str]:
+            return {
+                p for (p,) in con.execute("SELECT path FROM meta.version_files WHERE version_id = ?", [v]).fetchall()
+            }
+
         assert files(v1.version_id) < files(v2.version_id)
         assert files(v2.version_id) - files(v1.version_id) == set(v2.files)
 
@@ -172,8 +175,12 @@ def test_counts_that_do_not_add_up_are_refused_and_nothing_is_published(wh, coun
 
 def test_step_counts_must_add_up(wh):
     run_id = wh.begin_run("ingest", "hh", {})
+    stage(wh, run_id, "pairwise", hh_rows(3))
     with pytest.raises(WarehouseError, match="step 'adapt': rows_in 5 != kept 3"):
-        wh.record_steps(run_id, [StepCount("adapt", rows_in=5, rows_kept=3, rows_rejected=1)])
+        wh.commit(
+            run_id, "hh", RunCounts(3, 3, 3, 0), steps=[StepCount("adapt", rows_in=5, rows_kept=3, rows_rejected=1)]
+        )
+    assert _runs(wh)[run_id]["status"] == "running"
 
 
 @pytest.mark.parametrize(

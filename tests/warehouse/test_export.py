@@ -10,7 +10,7 @@ import pytest
 
 from schemas import records
 from schemas.ids import conversation_id
-from tests.warehouse.conftest import hh_rows, ingest, kto_rows, listwise_rows, pandalm_rows
+from tests.warehouse.conftest import hh_rows, ingest
 from warehouse import RunCounts, WarehouseError
 from warehouse.export import export
 
@@ -19,17 +19,9 @@ def _jsonl(path):
     return [orjson.loads(line) for line in path.read_bytes().splitlines()]
 
 
-@pytest.fixture
-def mixed(wh):
-    ingest(
-        wh, "mix", {"pairwise": hh_rows(120) + pandalm_rows(120), "binary": kto_rows(60), "listwise": listwise_rows(25)}
-    )
-    return wh
-
-
 def test_split_is_by_key_seeded_and_roughly_the_requested_fraction(mixed, tmp_path):
     a = export(mixed, "mix", "trl-dpo", tmp_path / "a", test_fraction=0.25, seed=1)
-    b = export(mixed, "mix", "trl-dpo", tmp_path / "b", test_fraction=0.25, seed=2)
+    export(mixed, "mix", "trl-dpo", tmp_path / "b", test_fraction=0.25, seed=2)
     total = a.counts["train"] + a.counts["test"]
     assert 0.1 < a.counts["test"] / total < 0.4
     test_a = {conversation_id(r["prompt"]) for r in _jsonl(tmp_path / "a" / "test.jsonl")}

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 
 from warehouse.errors import WarehouseError
 
-FILE_FORMATS = {"jsonl": "jsonl", "parquet": "parquet"}
+FILE_FORMATS = ("jsonl", "parquet")
 
 
 def write_rows(table: pa.Table, path: Path, file_format: str) -> None:
@@ -23,7 +23,7 @@ def write_rows(table: pa.Table, path: Path, file_format: str) -> None:
     elif file_format == "parquet":
         pq.write_table(table, tmp, compression="zstd")
     else:
-        raise WarehouseError(f"unknown file format {file_format!r}; expected jsonl or parquet")
+        raise WarehouseError(f"unknown file format {file_format!r}; expected {' or '.join(FILE_FORMATS)}")
     os.replace(tmp, path)
 
 

@@ -1,4 +1,4 @@
-"""LLaMA-Factory's sharegpt layouts and their ``dataset_info.json`` entries (per its data/README.md).
+"""LLaMA-Factory's sharegpt layouts and their ``dataset_info.json`` entries (as LLaMA-Factory documents its data).
 
 DPO: ``conversations`` (from/value, human first, ending on a human turn), ``chosen`` / ``rejected``
 (one gpt message each), optional ``system`` column. KTO: ``messages`` in role/content form whose
@@ -9,11 +9,12 @@ and counted rather than silently reshaped.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import pyarrow as pa
 
-from warehouse.formats import LINEAGE_COLUMNS, Part, preferred_pairs
+from warehouse.exports.base import EXPORTS, ExportFormat, Part, lineage_of, preferred_pairs
 
 SHAREGPT_ROLE = {"user": "human", "assistant": "gpt"}
 TURN = pa.struct([("from", pa.string()), ("value", pa.string())])
@@ -42,10 +43,7 @@ def _part(name: str, kept_rows: list[dict], out_rows: list[dict], schema: pa.Sch
         pa.Table.from_pylist(out_rows, schema=schema),
         [r["__key"] for r in kept_rows],
         [r["record_id"] for r in kept_rows],
-        pa.Table.from_pylist(
-            [{c: r[c] for c in LINEAGE_COLUMNS} for r in kept_rows],
-            schema=pa.schema([(c, pa.string()) for c in LINEAGE_COLUMNS]),
-        ),
+        lineage_of(kept_rows),
         +excluded,
     )
 
@@ -117,3 +115,18 @@ def dataset_info(dataset: str, files: dict[tuple[str, str], str], columns: dict[
                 },
             }
     return info
+
+
+@EXPORTS.register("llamafactory", shapes=("pairwise", "binary"), tags=("llama-factory", "sharegpt"))
+class LlamaFactory(ExportFormat):
+    """LLaMA-Factory sharegpt DPO and KTO files, with their dataset_info.json."""
+
+    converts_to = "pairwise"
+    file_pattern = "{part}_{split}.{ext}"
+
+    def build(self, sources: dict[str, pa.Table]) -> list[Part]:
+        return [dpo_part(sources["pairwise"]), kto_part(sources["binary"])]
+
+    def extra_files(self, dataset: str, files: dict[tuple[str, str], str], parts: list[Part]) -> dict[str, str]:
+        info = dataset_info(dataset, files, {part.name: part.rows.column_names for part in parts})
+        return {"dataset_info.json": json.dumps(info, indent=2, sort_keys=True) + "\n"}

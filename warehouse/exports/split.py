@@ -26,8 +26,6 @@ def key_values(table: pa.Table, column: str) -> list[str]:
 
 
 def test_mask(keys: list[str], fraction: float, seed: int) -> list[bool]:
-    if not 0.0 <= fraction < 1.0:
-        raise WarehouseError(f"test_fraction must be in [0, 1), got {fraction}")
     threshold = int(fraction * 2**64)
     salt = f"{int(seed)}\x1f".encode()
     decided: dict[str, bool] = {}

@@ -3,17 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 
 import orjson
 import pyarrow as pa
-
-FORMAT_TAGS = {
-    "trl-dpo": ["dpo", "preference"],
-    "trl-kto": ["kto", "binary-feedback"],
-    "listwise": ["listwise", "ranking"],
-    "sft": ["sft"],
-    "llamafactory": ["llama-factory", "sharegpt"],
-}
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
@@ -33,6 +26,7 @@ def render(
     *,
     dataset: str,
     fmt: str,
+    tags: Sequence[str],
     version: dict,
     files: dict[tuple[str, str], str],
     split_counts: dict[str, dict[str, int]],
@@ -47,7 +41,7 @@ def render(
     for part in parts:
         lines += [f"- config_name: {part if len(parts) > 1 else 'default'}", "  data_files:"]
         lines += [f"  - split: {s}\n    path: {files[(part, s)]}" for s in ("train", "test") if (part, s) in files]
-    lines += ["tags:"] + [f"- {t}" for t in ["prefmill", *FORMAT_TAGS.get(fmt, [])]] + ["---", ""]
+    lines += ["tags:"] + [f"- {t}" for t in ["prefmill", *tags]] + ["---", ""]
     lines += [
         f"# {dataset} ({fmt})",
         "",
