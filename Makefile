@@ -4,6 +4,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The same variables as schemas/environment.py QUIET_ENV (Python entry points set them themselves); exported for
+# processes started before Python. tests/prefmill/test_environment.py checks they match.
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
 export DO_NOT_TRACK=1
 export GX_ANALYTICS_ENABLED=false

@@ -1,8 +1,9 @@
 """The `prefmill` command line (typer + rich).
 
-Interactive commands (ingest, export, query, datasets, runs, report) call the job and warehouse
-functions directly so they answer quickly; `run` and `serve` go through Prefect. Every expected
-failure prints one line and exits non-zero; tracebacks are for bugs only.
+Interactive commands (ingest, export, curate, query, datasets, runs, report) call the jobs and the
+warehouse directly so they answer quickly; `run`, `serve` and `--prefect` go through Prefect. A flag
+wins over prefmill/settings.py (environment > prefmill.toml > defaults); names and help lists come from
+the registries (prefmill/catalog.py). Every expected failure prints one line (prefmill/errors.py).
 """
 
 from __future__ import annotations
@@ -10,29 +11,35 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from prefmill.config import quiet_env, warehouse_root
-from prefmill.errors import handle_errors
+from prefmill import catalog
+from prefmill.config import quiet_env
+from prefmill.errors import UsageError, handle_errors
+from prefmill.helptext import App
+from prefmill.settings import config_path, load_settings, warehouse_root
 from prefmill.summaries import print_curate
 
 quiet_env()
 
-app = typer.Typer(
+app = App(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    help="prefmill: ingest, curate, judge and export preference data.",
+    help="prefmill: ingest, curate, judge and export preference data. `prefmill steps` lists what exists.",
 )
 console = Console()
-err = Console(stderr=True)
 
-WarehouseOpt = typer.Option(
-    None, "--warehouse", "-w", help="Warehouse directory (default: $PREFMILL_WAREHOUSE or ./.prefmill/warehouse)"
+WarehouseOpt = typer.Option(None, "--warehouse", "-w", help="Warehouse directory (default: {warehouse})")
+BeamArgOpt = typer.Option(
+    [], "--beam-arg", help="Beam pipeline option, e.g. --beam-arg=--runner=FlinkRunner (default: {beam_args})"
 )
+SeedOpt = typer.Option(None, "--seed", help="(default: {seed})")
 
 
 def _wh(path: Path | None):
@@ -46,7 +53,7 @@ def _print_table(table, title: str | None = None, max_rows: int = 50) -> None:
     for name in table.column_names:
         t.add_column(name, overflow="fold", max_width=60)
     for row in table.slice(0, max_rows).to_pylist():
-        t.add_row(*["" if v is None else str(v)[:200] for v in row.values()])
+        t.add_row(*["" if v is None else escape(str(v)[:200]) for v in row.values()])
     console.print(t)
     if table.num_rows > max_rows:
         console.print(f"… {table.num_rows - max_rows} more rows")
@@ -71,35 +78,40 @@ def _ingest_summary(report) -> None:
         console.print("rejected: " + ", ".join(f"{k} {v}" for k, v in c.reasons.most_common()))
 
 
+def _format(name: str) -> str:
+    return catalog.check("format", name, [i.name for i in catalog.formats()])
+
+
 @app.command()
 @handle_errors
 def ingest(
     paths: list[Path] = typer.Argument(..., help="Source files (JSON, JSONL, .gz, Parquet, CSV)"),
-    format: str = typer.Option(
-        ..., "--format", "-f", help="hh-rlhf | trl | sharegpt | oasst | ratings | pandalm | mapping"
-    ),
+    format: str = typer.Option(..., "--format", "-f", help="{formats}"),
     mapping: Path | None = typer.Option(None, "--mapping", "-m", help="YAML mapping file (for --format mapping)"),
-    dataset: str = typer.Option("default", "--dataset", "-d", help="Dataset name to publish into"),
-    max_record_bytes: int | None = typer.Option(None, help="Quarantine records larger than this"),
-    beam_arg: list[str] = typer.Option(
-        [], "--beam-arg", help="Beam pipeline option, e.g. --beam-arg=--runner=FlinkRunner"
+    dataset: str | None = typer.Option(
+        None, "--dataset", "-d", help="Dataset to publish into (default: {ingest.dataset})"
     ),
+    max_record_bytes: int | None = typer.Option(
+        None, help="Quarantine records larger than this (default: {ingest.max_record_bytes})"
+    ),
+    beam_arg: list[str] = BeamArgOpt,
     warehouse: Path | None = WarehouseOpt,
 ):
     """Ingest feedback files into a dataset (Beam pipeline → validation → atomic commit)."""
     from flows.jobs import ingest as run_job
 
-    if format == "mapping" and mapping is None:
-        raise typer.BadParameter("--format mapping needs --mapping FILE")
+    s = load_settings()
+    opts = s.ingest.with_flags(dataset=dataset, max_record_bytes=max_record_bytes)
+    _format(format)
     with console.status(f"ingesting {len(paths)} file(s) as {format}…"):
         report = run_job(
             _wh(warehouse),
             [str(p) for p in paths],
             format,
-            dataset,
+            opts.dataset,
             mapping=str(mapping) if mapping else None,
-            beam_args=beam_arg,
-            max_record_bytes=max_record_bytes,
+            beam_args=beam_arg or s.beam_args,
+            max_record_bytes=opts.max_record_bytes,
         )
     _ingest_summary(report)
 
@@ -108,24 +120,30 @@ def ingest(
 @handle_errors
 def run(
     paths: list[Path] = typer.Argument(..., help="Source files"),
-    format: str = typer.Option(..., "--format", "-f"),
+    format: str = typer.Option(..., "--format", "-f", help="{formats}"),
     mapping: Path | None = typer.Option(None, "--mapping", "-m"),
-    dataset: str = typer.Option("default", "--dataset", "-d"),
-    export_format: str | None = typer.Option(
-        None, "--export", help="Also export: trl-dpo | trl-kto | listwise | sft | llamafactory"
-    ),
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help="(default: {ingest.dataset})"),
+    export_format: str | None = typer.Option(None, "--export", help="Also export: {exports}"),
     out: Path | None = typer.Option(None, "--out", help="Export directory"),
+    beam_arg: list[str] = BeamArgOpt,
     warehouse: Path | None = WarehouseOpt,
 ):
     """Run the ingest flow through Prefect (ephemeral, no server needed): ingest → validate → commit → export."""
     from flows.ingest_flow import ingest_flow
 
+    s = load_settings()
+    _format(format)
+    if export_format is not None:
+        catalog.check("export format", export_format, [i.name for i in catalog.exports()])
+        if out is None:
+            raise UsageError("--export needs --out DIR")
     result = ingest_flow(
         paths=[str(p) for p in paths],
         format_name=format,
-        dataset=dataset,
+        dataset=s.ingest.with_flags(dataset=dataset).dataset,
         mapping=str(mapping) if mapping else None,
         warehouse=str(warehouse_root(warehouse)),
+        beam_args=beam_arg or s.beam_args,
         export_format=export_format,
         export_dir=str(out) if out else None,
     )
@@ -136,14 +154,18 @@ def run(
 @handle_errors
 def export(
     dataset: str = typer.Option(..., "--dataset", "-d"),
-    format: str = typer.Option(..., "--format", "-f", help="trl-dpo | trl-kto | listwise | sft | llamafactory"),
+    format: str | None = typer.Option(None, "--format", "-f", help="{exports} (default: {export.format})"),
     out: Path = typer.Option(..., "--out", "-o"),
     version: str | None = typer.Option(None, "--version", "-v", help="Version id or prefix (default: latest)"),
-    file_format: str = typer.Option("jsonl", "--file-format", help="jsonl | parquet"),
-    test_fraction: float = typer.Option(0.1, "--test-fraction"),
-    seed: int = typer.Option(0, "--seed"),
-    split_key: str = typer.Option(
-        "prompt_id", "--split-key", help="Column that no split may share (prompt_id, prompt_cluster)"
+    file_format: str | None = typer.Option(
+        None, "--file-format", help="{file_formats} (default: {export.file_format})"
+    ),
+    test_fraction: float | None = typer.Option(None, "--test-fraction", help="(default: {export.test_fraction})"),
+    seed: int | None = SeedOpt,
+    split_key: str | None = typer.Option(
+        None,
+        "--split-key",
+        help="Column that no split may share: prompt_id, prompt_cluster (default: {export.split_key})",
     ),
     from_rankings: str | None = typer.Option(
         None, "--from-rankings", help="Also convert rankings: all | adjacent | best_vs_rest"
@@ -156,7 +178,13 @@ def export(
     """Export a dataset version for a trainer, with a deterministic train/test split and a dataset card."""
     from warehouse.export import export as do_export
 
-    include = {}
+    s = load_settings()
+    opts = s.export.with_flags(format=format, file_format=file_format, test_fraction=test_fraction, split_key=split_key)
+    if opts.format is None:
+        raise UsageError(
+            f"export needs --format ({catalog.names(catalog.exports())}), or export.format in prefmill.toml"
+        )
+    include: dict[str, dict[str, Any]] = {}
     if from_rankings:
         include["rankings"] = {"policy": from_rankings}
     if from_ratings:
@@ -165,13 +193,13 @@ def export(
     res = do_export(
         _wh(warehouse),
         dataset,
-        format,
+        opts.format,
         out,
         version=version,
-        file_format=file_format,
-        test_fraction=test_fraction,
-        seed=seed,
-        split_key=split_key,
+        file_format=opts.file_format,
+        test_fraction=opts.test_fraction,
+        seed=s.seed if seed is None else seed,
+        split_key=opts.split_key,
         include_converted=include or None,
     )
     console.print(f"exported version [bold]{res.version_id}[/] → {out}")
@@ -182,22 +210,33 @@ def export(
 @handle_errors
 def curate(
     dataset: str = typer.Option(..., "--dataset", "-d"),
-    method: str = typer.Option("isa", "--method", help="isa | random | kcenter | none (dedup only)"),
-    budget: float = typer.Option(0.1, "--budget", help="Fraction in (0, 1] of rows to keep, or a count ≥ 1"),
-    version: str | None = typer.Option(None, "--version", "-v"),
-    recipe: str = typer.Option(
-        "pair", "--recipe", help="Embedding text: prompt | chosen | rejected | pair | prompt_last_turn"
+    method: str | None = typer.Option(
+        None, "--method", help="{curate_methods} (none: dedup only) (default: {curate.method})"
     ),
+    budget: float | None = typer.Option(
+        None, "--budget", help="Fraction in (0, 1] of rows to keep, or a count > 1 (default: {curate.budget})"
+    ),
+    version: str | None = typer.Option(None, "--version", "-v"),
+    recipe: str | None = typer.Option(None, "--recipe", help="Embedding text: {recipes} (default: {curate.recipe})"),
     strata: str | None = typer.Option(
         None, "--strata", help="Keep each group's share: annotator_id | format | origin | ..."
     ),
-    near_threshold: float = typer.Option(0.8, "--near-threshold"),
-    semantic_threshold: float = typer.Option(0.95, "--semantic-threshold"),
-    pair_identical_threshold: float = typer.Option(0.9, "--pair-identical-threshold"),
+    near_threshold: float | None = typer.Option(None, "--near-threshold", help="(default: {curate.near_threshold})"),
+    semantic_threshold: float | None = typer.Option(
+        None, "--semantic-threshold", help="(default: {curate.semantic_threshold})"
+    ),
+    pair_identical_threshold: float | None = typer.Option(
+        None, "--pair-identical-threshold", help="(default: {curate.pair_identical_threshold})"
+    ),
     cluster_cap: int | None = typer.Option(None, "--cluster-cap", help="Max pairs per prompt cluster"),
-    mode: str = typer.Option("topk", "--mode", help="ISA: topk | stochastic"),
+    mode: str | None = typer.Option(None, "--mode", help="ISA: topk | stochastic (default: {curate.mode})"),
     sample: int | None = typer.Option(None, "--sample", help="Curate a seeded sample of N rows (CPU demos)"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int | None = SeedOpt,
+    embed_model: str | None = typer.Option(
+        None, "--embed-model", help="Local sentence-transformers folder (default: {embed.model})"
+    ),
+    embed_device: str | None = typer.Option(None, "--embed-device", help="cuda | cpu (default: {embed.device})"),
+    beam_arg: list[str] = BeamArgOpt,
     via_prefect: bool = typer.Option(False, "--prefect", help="Run through the Prefect flow"),
     warehouse: Path | None = WarehouseOpt,
 ):
@@ -208,19 +247,27 @@ def curate(
     from flows.curate import curate_flow_fn
     from pipelines.curate import CurateParams
 
-    b = int(budget) if budget > 1 else budget
-    params = CurateParams(
+    s = load_settings()
+    c = s.curate.with_flags(
         method=method,
-        budget=b,
+        budget=budget,
         recipe=recipe,
-        strata=strata,
         near_threshold=near_threshold,
         semantic_threshold=semantic_threshold,
         pair_identical_threshold=pair_identical_threshold,
-        cluster_cap=cluster_cap,
         mode=mode,
+    )
+    catalog.check("curate method", c.method, catalog.curate_methods())
+    e = s.embed.with_flags(model=embed_model, device=embed_device)
+    params = CurateParams(
+        **{**c.model_dump(), "budget": int(c.budget) if c.budget > 1 else c.budget},
+        model=e.model,
+        device=e.device,
+        strata=strata,
+        cluster_cap=cluster_cap,
         sample=sample,
-        seed=seed,
+        seed=s.seed if seed is None else seed,
+        beam_args=beam_arg or s.beam_args,
     )
     if via_prefect:
         console.print_json(
@@ -229,12 +276,12 @@ def curate(
             )
         )
         return
-    with console.status(f"curating {dataset} ({method}, budget {budget})…"):
+    with console.status(f"curating {dataset} ({c.method}, budget {c.budget})…"):
         rep = curate_job(_wh(warehouse), dataset, params, version)
     print_curate(console, rep)
 
 
-reward_app = typer.Typer(help="Embedding Bradley–Terry reward models and annotator groups.", no_args_is_help=True)
+reward_app = App(help="Embedding Bradley–Terry reward models and annotator groups.", no_args_is_help=True)
 app.add_typer(reward_app, name="reward")
 
 
@@ -244,14 +291,25 @@ def reward_train(
     dataset: str = typer.Option(..., "--dataset", "-d"),
     version: str | None = typer.Option(None, "--version", "-v"),
     sample: int | None = typer.Option(None, "--sample", help="Train on a seeded sample of N non-tie pairs"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int | None = SeedOpt,
+    embed_model: str | None = typer.Option(
+        None, "--embed-model", help="Local sentence-transformers folder (default: {embed.model})"
+    ),
     warehouse: Path | None = WarehouseOpt,
 ):
     """Fit the embedding BT reward model on a version's human pairs and store it (versioned)."""
     from flows.reward import train_reward
 
+    s = load_settings()
     with console.status("embedding pairs and fitting…"):
-        out = train_reward(_wh(warehouse), dataset, version, sample=sample, seed=seed)
+        out = train_reward(
+            _wh(warehouse),
+            dataset,
+            version,
+            model=s.embed.with_flags(model=embed_model).model,
+            sample=sample,
+            seed=s.seed if seed is None else seed,
+        )
     console.print_json(data=out)
 
 
@@ -279,13 +337,14 @@ def reward_groups(
     ),
     k: int | None = typer.Option(None, "--k", help="Number of groups (default: chosen by held-out log-likelihood)"),
     sample: int | None = typer.Option(None, "--sample"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int | None = SeedOpt,
     version: str | None = typer.Option(None, "--version", "-v"),
     warehouse: Path | None = WarehouseOpt,
 ):
     """MaxMin-RLHF hard EM: group annotators by preference; adds `annotator_group` (use --strata annotator_group in curate)."""
     from flows.reward import fit_annotator_groups
 
+    seed = load_settings().seed if seed is None else seed
     with console.status("fitting groups…"):
         console.print_json(
             data=fit_annotator_groups(_wh(warehouse), dataset, version, key=key, k=k, sample=sample, seed=seed)
@@ -318,8 +377,7 @@ def datasets(warehouse: Path | None = WarehouseOpt):
 @handle_errors
 def runs(limit: int = typer.Option(20, "--limit"), warehouse: Path | None = WarehouseOpt):
     """List recent runs with their counts (rows_read = kept + rejected + duplicate)."""
-    table = _wh(warehouse).runs()
-    _print_table(table.slice(0, limit), title="runs")
+    _print_table(_wh(warehouse).runs().slice(0, limit), title="runs")
 
 
 @app.command()
@@ -327,17 +385,17 @@ def runs(limit: int = typer.Option(20, "--limit"), warehouse: Path | None = Ware
 def report(run_id: str | None = typer.Argument(None), warehouse: Path | None = WarehouseOpt):
     """Per-step counts and rejection reasons of a run (default: the latest)."""
     wh = _wh(warehouse)
-    rid = run_id or wh.query("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1").column(0).to_pylist()
-    rid = rid if isinstance(rid, str) else (rid[0] if rid else None)
-    if rid is None:
-        raise typer.BadParameter("no runs yet")
-    rid_sql = rid.replace("'", "''")
-    _print_table(wh.query(f"SELECT * FROM runs WHERE run_id = '{rid_sql}'"), title="run")
-    _print_table(wh.query(f"SELECT * FROM run_steps WHERE run_id = '{rid_sql}'"), title="steps")
+    if run_id is None:
+        latest = wh.query("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1").column(0).to_pylist()
+        if not latest:
+            raise UsageError("no runs yet")
+        run_id = latest[0]
+    rid = run_id.replace("'", "''")
+    _print_table(wh.query(f"SELECT * FROM runs WHERE run_id = '{rid}'"), title="run")
+    _print_table(wh.query(f"SELECT * FROM run_steps WHERE run_id = '{rid}'"), title="steps")
     _print_table(
         wh.query(
-            f"SELECT step, reason, count(*) AS n FROM quarantine WHERE run_id = '{rid_sql}' "
-            "GROUP BY ALL ORDER BY n DESC"
+            f"SELECT step, reason, count(*) AS n FROM quarantine WHERE run_id = '{rid}' GROUP BY ALL ORDER BY n DESC"
         ),
         title="quarantine reasons",
     )
@@ -347,10 +405,12 @@ def report(run_id: str | None = typer.Argument(None), warehouse: Path | None = W
 @handle_errors
 def serve(
     drop_folder: Path = typer.Option(..., "--drop-folder", help="Folder that receives new feedback files"),
-    format: str = typer.Option(..., "--format", "-f"),
-    dataset: str = typer.Option("default", "--dataset", "-d"),
-    pattern: str = typer.Option("*.jsonl*", "--pattern", help="Glob of files to ingest in the drop folder"),
-    cron: str = typer.Option("0 2 * * *", "--cron", help="Cron schedule (default: nightly at 02:00)"),
+    format: str = typer.Option(..., "--format", "-f", help="{formats}"),
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help="(default: {ingest.dataset})"),
+    pattern: str | None = typer.Option(
+        None, "--pattern", help="Glob of files to ingest in the drop folder (default: {schedule.pattern})"
+    ),
+    cron: str | None = typer.Option(None, "--cron", help="Cron schedule (default: {schedule.cron})"),
     name: str = typer.Option("nightly-ingest", "--name"),
     mapping: Path | None = typer.Option(None, "--mapping", "-m"),
     warehouse: Path | None = WarehouseOpt,
@@ -358,23 +418,49 @@ def serve(
     """Serve the drop-folder ingest flow as a Prefect deployment on a cron schedule (blocks)."""
     from flows.ingest_flow import serve_drop_folder
 
+    s = load_settings()
+    schedule = s.schedule.with_flags(pattern=pattern, cron=cron)
+    _format(format)
     serve_drop_folder(
         name=name,
-        cron=cron,
+        cron=schedule.cron,
         drop_folder=str(drop_folder),
-        pattern=pattern,
+        pattern=schedule.pattern,
         format_name=format,
-        dataset=dataset,
+        dataset=s.ingest.with_flags(dataset=dataset).dataset,
         mapping=str(mapping) if mapping else None,
         warehouse=str(warehouse_root(warehouse)),
     )
+
+
+@app.command()
+@handle_errors
+def steps(kind: str | None = typer.Option(None, "--kind", help=f"Only one kind: {' | '.join(catalog.BY_KIND)}")):
+    """List every registered format, step, generator and export with its one-line summary."""
+    t = Table(show_lines=False, box=None)
+    for column in ("kind", "name", "stage", "summary"):
+        t.add_column(column, overflow="fold")
+    for item in catalog.everything(kind):
+        t.add_row(item.kind, item.name, item.stage, escape(item.summary))
+    console.print(t)
+
+
+@app.command()
+@handle_errors
+def config():
+    """Print the effective settings (flags aside): environment (PREFMILL_*) > prefmill.toml > defaults."""
+    settings = load_settings()
+    path = config_path()
+    out = {"file": str(path.resolve()) if path else None, "settings": settings.model_dump(mode="json")}
+    sys.stdout.write(json.dumps(out, indent=2) + "\n")
 
 
 def main() -> None:
     app()
 
 
-from prefmill import cli_llm  # noqa
+# The LLM commands (llm serve, judge, synthesize) register themselves on `app`.
+from prefmill import cli_llm  # noqa: E402, F401
 
 if __name__ == "__main__":
     main()

@@ -1,57 +1,54 @@
 """LLM commands: `prefmill llm serve`, `prefmill judge`, `prefmill synthesize`.
 
 Registered on the main typer app (prefmill/cli.py imports this module at its end). Like the other
-interactive commands they call the plain jobs directly (``--prefect`` goes through the flow), and
-every expected failure is one red line.
+interactive commands they call the plain jobs directly (``--prefect`` goes through the flow); the
+server, model, concurrency and prices default to the ``[llm]`` settings (prefmill/settings.py).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from prefmill.cli import WarehouseOpt, _wh, app, console
-from prefmill.config import warehouse_root
-from prefmill.errors import fail, handle_errors
+from prefmill import catalog
+from prefmill.cli import BeamArgOpt, WarehouseOpt, _wh, app, console
+from prefmill.errors import UsageError, fail, handle_errors
+from prefmill.helptext import App
+from prefmill.settings import LLMSettings, load_settings, warehouse_root
 
-llm_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Serve models with vLLM (its own virtualenv).")
+llm_app = App(add_completion=False, no_args_is_help=True, help="Serve models with vLLM (its own virtualenv).")
 app.add_typer(llm_app, name="llm")
 
-METHODS_HELP = "cyclealign | scir | isheep | multifaceted"
+UrlOpt = typer.Option(None, "--url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000 (default: {llm.url})")
+ModelOpt = typer.Option(None, "--model", help="Served model name (default: {llm.model})")
+MaxUsdOpt = typer.Option(None, "--max-usd", help="Stop sending once this much is spent (default: {llm.max_usd})")
+GpuPriceOpt = typer.Option(
+    None, "--gpu-usd-per-hour", help="GPU rental price, for cost and --max-usd (default: {llm.gpu_usd_per_hour})"
+)
+ConcurrencyOpt = typer.Option(None, "--concurrency", help="Requests in flight (default: {llm.concurrency})")
 
 
-def llm_errors(fn):
-    """Errors of the judges layer and the jobs that handle_errors does not know: one line, exit 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from flows.judge import JudgeError
-        from flows.synthesize import BudgetExhausted
-        from judges.generators.common import GeneratorError
-        from judges.vllm_env import VllmEnvError, VllmServeError
-
-        try:
-            return fn(*args, **kwargs)
-        except (JudgeError, GeneratorError, BudgetExhausted) as e:
-            fail(" ".join(str(e).split()))
-        except (VllmEnvError, VllmServeError) as e:  # their message carries the log tail: keep its lines
-            fail(str(e))
-
-    return wrapper
+def _endpoint(llm: LLMSettings) -> tuple[str, str]:
+    """(url, model); one line saying where to set them when neither a flag nor a setting gives one."""
+    if llm.url is None or llm.model is None:
+        missing = [f"--{k}" for k, v in (("url", llm.url), ("model", llm.model)) if v is None]
+        raise UsageError(
+            f"no {' and '.join(missing)}: give the flag, or set llm.url / llm.model in prefmill.toml "
+            "(or PREFMILL_LLM_URL / PREFMILL_LLM_MODEL)"
+        )
+    return llm.url, llm.model
 
 
 def parse_settings(items: list[str]) -> dict:
     """``KEY=VALUE`` pairs → a dict; VALUE is read as JSON when it parses (numbers, booleans, lists)."""
-    from judges.generators.common import GeneratorError
-
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise GeneratorError(f"--set expects KEY=VALUE, got {item!r}")
+            raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
         try:
             out[key.strip()] = json.loads(value)
         except ValueError:
@@ -64,7 +61,6 @@ def parse_settings(items: list[str]) -> dict:
 
 @llm_app.command("serve")
 @handle_errors
-@llm_errors
 def llm_serve(
     model: str = typer.Argument(..., help="Model path or hub id; with --tiny, the folder to build the tiny model in"),
     port: int = typer.Option(8000, "--port", "-p"),
@@ -106,27 +102,33 @@ def llm_serve(
 
 @app.command()
 @handle_errors
-@llm_errors
 def judge(
     dataset: str = typer.Option(..., "--dataset", "-d"),
-    url: str = typer.Option(..., "--url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000"),
-    model: str = typer.Option(..., "--model", help="Served model name of the judge"),
+    url: str | None = UrlOpt,
+    model: str | None = ModelOpt,
     version: str | None = typer.Option(None, "--version", "-v", help="Version id or prefix (default: latest)"),
-    max_usd: float | None = typer.Option(None, "--max-usd", help="Stop sending once this much is spent"),
-    gpu_usd_per_hour: float = typer.Option(0.0, "--gpu-usd-per-hour", help="GPU rental price, for cost and --max-usd"),
-    concurrency: int = typer.Option(64, "--concurrency", help="Requests in flight"),
+    max_usd: float | None = MaxUsdOpt,
+    gpu_usd_per_hour: float | None = GpuPriceOpt,
+    concurrency: int | None = ConcurrencyOpt,
     limit: int | None = typer.Option(None, "--limit", help="Judge only the first N pairs"),
     guided: bool = typer.Option(False, "--guided", help="Force the answer to A/B with structured outputs"),
+    beam_arg: list[str] = BeamArgOpt,
     via_prefect: bool = typer.Option(False, "--prefect", help="Run through the Prefect flow"),
     warehouse: Path | None = WarehouseOpt,
 ):
     """Judge a dataset's pairs (position-swapped verdicts) and publish a child version with verdict columns."""
     from flows.judge import judge_dataset, summary
 
-    opts = {
-        "concurrency": concurrency,
-        "max_usd": max_usd,
-        "gpu_usd_per_hour": gpu_usd_per_hour,
+    s = load_settings()
+    llm = s.llm.with_flags(
+        url=url, model=model, max_usd=max_usd, gpu_usd_per_hour=gpu_usd_per_hour, concurrency=concurrency
+    )
+    url, model = _endpoint(llm)
+    opts: dict[str, Any] = {
+        "beam_args": beam_arg or s.beam_args,
+        "concurrency": llm.concurrency,
+        "max_usd": llm.max_usd,
+        "gpu_usd_per_hour": llm.gpu_usd_per_hour,
         "limit": limit,
         "verdict_options": {"guided": True} if guided else None,
     }
@@ -173,12 +175,13 @@ def judge(
 
 @app.command()
 @handle_errors
-@llm_errors
 def synthesize(
-    method: str = typer.Option(..., "--method", "-m", help=METHODS_HELP),
+    method: str = typer.Option(..., "--method", "-m", help="{generators}"),
     dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset to publish the generated rows into"),
-    url: str = typer.Option(..., "--url", help="Policy / generator server"),
-    model: str = typer.Option(..., "--model", help="Policy / generator served model name"),
+    url: str | None = typer.Option(None, "--url", help="Policy / generator server (default: {llm.url})"),
+    model: str | None = typer.Option(
+        None, "--model", help="Policy / generator served model name (default: {llm.model})"
+    ),
     judge_url: str | None = typer.Option(
         None,
         "--judge-url",
@@ -195,9 +198,10 @@ def synthesize(
     limit: int | None = typer.Option(None, "--limit", help="At most N prompts (isheep: N instructions)"),
     settings: list[str] = typer.Option([], "--set", help="Method setting KEY=VALUE, e.g. --set max_tokens=256"),
     iteration: int | None = typer.Option(None, "--iteration", help="scir / isheep iteration"),
-    concurrency: int = typer.Option(64, "--concurrency"),
-    max_usd: float | None = typer.Option(None, "--max-usd"),
-    gpu_usd_per_hour: float = typer.Option(0.0, "--gpu-usd-per-hour"),
+    concurrency: int | None = ConcurrencyOpt,
+    max_usd: float | None = MaxUsdOpt,
+    gpu_usd_per_hour: float | None = GpuPriceOpt,
+    beam_arg: list[str] = BeamArgOpt,
     via_prefect: bool = typer.Option(False, "--prefect", help="Run through the method's Prefect flow"),
     warehouse: Path | None = WarehouseOpt,
 ):
@@ -205,7 +209,13 @@ def synthesize(
     from flows.synthesize import summary
     from flows.synthesize import synthesize as run_job
 
-    opts = {
+    catalog.check("method", method, [i.name for i in catalog.generators()])
+    s = load_settings()
+    llm = s.llm.with_flags(
+        url=url, model=model, max_usd=max_usd, gpu_usd_per_hour=gpu_usd_per_hour, concurrency=concurrency
+    )
+    url, model = _endpoint(llm)
+    opts: dict[str, Any] = {
         "judge_url": judge_url,
         "judge_model": judge_model,
         "reference_url": reference_url,
@@ -214,17 +224,15 @@ def synthesize(
         "seeds_file": str(seeds) if seeds else None,
         "config": parse_settings(settings),
         "iteration": iteration,
-        "concurrency": concurrency,
-        "max_usd": max_usd,
-        "gpu_usd_per_hour": gpu_usd_per_hour,
+        "concurrency": llm.concurrency,
+        "max_usd": llm.max_usd,
+        "gpu_usd_per_hour": llm.gpu_usd_per_hour,
+        "beam_args": beam_arg or s.beam_args,
     }
     prompts_file = str(prompts) if prompts else None
     if via_prefect:
         import flows.synthesize as fs
-        from judges.generators.common import GeneratorError
 
-        if method not in fs.METHODS:
-            raise GeneratorError(f"unknown method {method!r}; expected {METHODS_HELP}")
         out = getattr(fs, f"{method}_flow")(
             dataset=dataset,
             url=url,

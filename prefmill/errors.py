@@ -1,72 +1,44 @@
-"""Expected failures become one red line and a non-zero exit; only bugs show a traceback."""
+"""Expected failures become their message in red and a non-zero exit; only bugs show a traceback.
+
+The one rule: a ``schemas.errors.PrefmillError`` prints its text (one line; a multi-line message such as
+a server's log tail is printed whole) and exits with its ``exit_code``. Anything else is a bug.
+"""
 
 from __future__ import annotations
 
 import functools
-import sys
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+
+from schemas.errors import PrefmillError
 
 _err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _expected() -> tuple[type[BaseException], ...]:
-    # Imported lazily: each layer defines its own error types.
-    from flows.jobs import ValidationFailed
-    from schemas.adapters import UnknownFormat
-    from schemas.adapters.mapping import MappingError
-    from schemas.readers import SourceError
-    from warehouse import WarehouseError
-
-    kinds: list[type[BaseException]] = [UnknownFormat, MappingError, SourceError, WarehouseError, ValidationFailed]
-    from curation.embed import ModelNotFound
-    from curation.errors import CurationError
-    from flows.judge import JudgeError
-    from flows.synthesize import BudgetExhausted
-    from judges.errors import EngineUnavailable, EngineUnreachable
-    from judges.generators.common import GeneratorError
-    from judges.vllm_env import VllmEnvError, VllmServeError
-
-    kinds += [
-        EngineUnreachable,
-        EngineUnavailable,
-        CurationError,
-        ModelNotFound,
-        JudgeError,
-        BudgetExhausted,
-        GeneratorError,
-        VllmEnvError,
-        VllmServeError,
-    ]
-    return tuple(kinds)
+class UsageError(PrefmillError):
+    """A flag combination the command cannot run with (one line, exit 2)."""
 
 
-def fail(message: str, code: int = 2) -> None:
-    _err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+def fail(message: str, code: int = 2) -> NoReturn:
+    _err.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
-def handle_errors(fn):
+def handle_errors(fn: F) -> F:
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except typer.Exit:
-            raise
-        except typer.BadParameter:
+        except (typer.Exit, typer.BadParameter):
             raise
         except KeyboardInterrupt:
             fail("interrupted", 130)
-        except Exception as e:
-            if isinstance(e, _expected()):
-                text = str(e)
-                first, _, rest = text.partition("\n")
-                fail(first if not rest else text, 1 if e.__class__.__name__ == "ValidationFailed" else 2)
-            raise
+        except PrefmillError as e:
+            fail(str(e), e.exit_code)
 
-    return wrapper
-
-
-def is_tty() -> bool:
-    return sys.stderr.isatty()
+    return wrapper  # type: ignore[return-value]

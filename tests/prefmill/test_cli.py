@@ -24,7 +24,7 @@ def run(*args, wh: Path, check=False):
 def one_line_error(p):
     assert p.returncode != 0
     assert "Traceback" not in p.stderr + p.stdout
-    lines = [l for l in p.stderr.strip().splitlines() if l.strip()]
+    lines = [line for line in p.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1, p.stderr
     return lines[0]
 
