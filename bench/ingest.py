@@ -83,7 +83,8 @@ def cpu_seconds() -> float:
         except OSError:
             continue
         procs[int(stat.parent.name)] = (int(fields[1]), sum(int(x) for x in fields[11:15]))
-    ours, frontier = set(), {os.getpid()}
+    ours: set[int] = set()
+    frontier = {os.getpid()}
     while frontier:
         frontier = {pid for pid, (ppid, _) in procs.items() if ppid in frontier} - ours
         ours |= frontier
@@ -127,6 +128,7 @@ def bench_prefmill(path: Path, wh_dir: Path, beam_args: list[str]) -> tuple[floa
         for n, fn in originals.items():
             setattr(jobs, n, fn)
     c = report.counts
+    assert report.commit is not None
     return (
         dt,
         cpu,

@@ -1,8 +1,8 @@
 """Prefect flows for ingestion: ingest → validate → commit → (optional) export.
 
-Runs without a Prefect server (ephemeral mode) by default. Transient failures (a locked catalog,
-a flaky filesystem) are retried; a retried pipeline attempt restarts from an empty staging area,
-so nothing is counted twice. `serve_drop_folder` serves the drop-folder flow on a cron schedule.
+Runs without a Prefect server (ephemeral mode) by default. A failed pipeline attempt is retried from
+an empty staging area (nothing is counted twice); a commit is retried only on a transient error (a
+catalog locked by another writer). `serve_drop_folder` serves the drop-folder flow on a cron schedule.
 """
 
 from __future__ import annotations
@@ -10,47 +10,73 @@ from __future__ import annotations
 import glob
 import os
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 
 from flows.jobs import check_batches, commit_ingest, stage_ingest
-from warehouse import Warehouse, WarehouseError
+from pipelines.ingest import IngestCounts
+from schemas.errors import PrefmillError
+from warehouse import CommitResult, Run, Warehouse, WarehouseError
 
 
-@task(name="ingest", retries=2, retry_delay_seconds=2)
+def _run(warehouse: str, run_id: str, dataset: str) -> Run:
+    """The flow's run, seen from a task (tasks take plain values: a warehouse root and a run id)."""
+    return Run(Warehouse(warehouse), run_id, "ingest", dataset)
+
+
+@task(name="ingest", retries=2, retry_delay_seconds=2, retry_condition_fn=lambda t, r, s: _may_succeed_later(s))
 def ingest_task(
-    warehouse: str, run_id: str, paths: list[str], format_name: str, mapping: str | None, beam_args: list[str] | None
-):
-    return stage_ingest(Warehouse(warehouse), run_id, paths, format_name, mapping=mapping, beam_args=beam_args)
+    warehouse: str,
+    run_id: str,
+    dataset: str,
+    paths: list[str],
+    format_name: str,
+    mapping: str | None,
+    beam_args: list[str] | None,
+) -> IngestCounts:
+    return stage_ingest(_run(warehouse, run_id, dataset), paths, format_name, mapping=mapping, beam_args=beam_args)
 
 
 @task(name="validate")
-def validate_task(warehouse: str, run_id: str, counts):
-    return [r.text for r in check_batches(Warehouse(warehouse), run_id, counts)]
+def validate_task(warehouse: str, run_id: str, dataset: str, counts: IngestCounts) -> list[str]:
+    return [r.text for r in check_batches(_run(warehouse, run_id, dataset), counts)]
 
 
 @task(name="commit", retries=3, retry_delay_seconds=2, retry_condition_fn=lambda t, r, s: _is_transient(s))
-def commit_task(warehouse: str, run_id: str, dataset: str, counts):
-    return commit_ingest(Warehouse(warehouse), run_id, dataset, counts)
+def commit_task(warehouse: str, run_id: str, dataset: str, counts: IngestCounts) -> CommitResult:
+    return commit_ingest(_run(warehouse, run_id, dataset), counts)
 
 
 @task(name="export")
-def export_task(warehouse: str, dataset: str, export_format: str, export_dir: str, version: str | None):
+def export_task(warehouse: str, dataset: str, export_format: str, export_dir: str, version: str | None) -> dict:
     from warehouse.export import export
 
     res = export(Warehouse(warehouse), dataset, export_format, Path(export_dir), version=version)
     return {"version_id": res.version_id, "counts": res.counts, "paths": [str(p) for p in res.paths]}
 
 
-def _is_transient(state) -> bool:
+def _may_succeed_later(state) -> bool:
+    """A pipeline attempt is retried unless it failed on bad input (a PrefmillError that is not transient):
+    a crashed worker or a flaky filesystem may go away, a missing file or an unknown format will not."""
     try:
         state.result()
-    except (OSError, TimeoutError):
-        return True
-    except WarehouseError as e:
-        return "lock" in str(e).lower()
+    except PrefmillError as e:
+        return bool(getattr(e, "transient", False))
     except Exception:
-        return False
+        return True
+    return False
+
+
+def _is_transient(state) -> bool:
+    """Retry only what says a retry may help (``PrefmillError.transient``)."""
+    try:
+        state.result()
+    except Exception as e:
+        if getattr(e, "transient", False):
+            return True
+        # until warehouse.lock raises a TransientError
+        return isinstance(e, WarehouseError) and "lock" in str(e).lower()
     return False
 
 
@@ -68,19 +94,13 @@ def ingest_flow(
     logger = get_run_logger()
 
     root = str(Warehouse(warehouse).root)
-    wh = Warehouse(root)
-    run_id = wh.begin_run(
-        "ingest", dataset, {"paths": paths, "format": format_name, "mapping": mapping, "orchestrator": "prefect"}
-    )
-    try:
-        counts = ingest_task(root, run_id, paths, format_name, mapping, beam_args)
-        validate_task(root, run_id, counts)
-        result = commit_task(root, run_id, dataset, counts)
-    except BaseException as e:
-        wh.fail_run(run_id, f"{type(e).__name__}: {e}")
-        raise
-    summary = {
-        "run_id": run_id,
+    params = {"paths": paths, "format": format_name, "mapping": mapping, "orchestrator": "prefect"}
+    with Warehouse(root).run("ingest", dataset, params) as run:
+        counts = ingest_task(root, run.run_id, dataset, paths, format_name, mapping, beam_args)
+        validate_task(root, run.run_id, dataset, counts)
+        result = commit_task(root, run.run_id, dataset, counts)
+    summary: dict[str, Any] = {
+        "run_id": run.run_id,
         "dataset": dataset,
         "version_id": result.version_id,
         "status": result.status,

@@ -12,17 +12,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipelines.ingest import IngestCounts, counts_dir_for, run_ingest
-from schemas.validation import BatchReport, ValidationConfig, validate_batch
-from warehouse import CommitResult, RunCounts, StepCount, Warehouse
+from pipelines.ingest import IngestCounts, run_ingest
+from schemas.readers import DEFAULT_CHUNK_ROWS, DEFAULT_MAX_RECORD_BYTES
+from schemas.validation import BatchReport, ValidationConfig, ValidationFailed, validate_batch
+from warehouse import CommitResult, Run, Warehouse, run_counts, step_counts
 
-
-class ValidationFailed(Exception):
-    """A whole-batch expectation failed: nothing was published."""
-
-    def __init__(self, reports: list[BatchReport]):
-        self.reports = reports
-        super().__init__("validation failed; nothing was committed:\n" + "\n".join(r.text for r in reports))
+__all__ = ["IngestReport", "ValidationFailed", "check_batches", "commit_ingest", "ingest", "stage_ingest"]
 
 
 @dataclass
@@ -35,51 +30,43 @@ class IngestReport:
 
 
 def stage_ingest(
-    wh: Warehouse,
-    run_id: str,
+    run: Run,
     paths: list[str],
     format_name: str,
     *,
-    mapping=None,
+    mapping: str | dict | None = None,
     adapter_options: dict | None = None,
     beam_args: list[str] | None = None,
     validation: ValidationConfig | None = None,
     chunk_rows: int | None = None,
     max_record_bytes: int | None = None,
 ) -> IngestCounts:
-    staging = wh.staging_dir(run_id)
+    staging = run.staging
     # A retried attempt starts from an empty staging area, so nothing is counted twice.
     shutil.rmtree(staging, ignore_errors=True)
-    shutil.rmtree(counts_dir_for(staging), ignore_errors=True)
-    kwargs = {}
-    if chunk_rows:
-        kwargs["chunk_rows"] = chunk_rows
-    if max_record_bytes:
-        kwargs["max_record_bytes"] = max_record_bytes
     return run_ingest(
         paths,
         format_name,
-        run_id=run_id,
+        run_id=run.run_id,
         staging=staging,
+        work=run.work,
         mapping=mapping,
         adapter_options=adapter_options,
         beam_args=beam_args,
         validation=validation,
-        **kwargs,
+        chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS,
+        max_record_bytes=max_record_bytes or DEFAULT_MAX_RECORD_BYTES,
     )
 
 
-def check_batches(
-    wh: Warehouse, run_id: str, counts: IngestCounts, validation: ValidationConfig | None = None
-) -> list[BatchReport]:
+def check_batches(run: Run, counts: IngestCounts, validation: ValidationConfig | None = None) -> list[BatchReport]:
     """Whole-batch expectations over every staged shape; raises ValidationFailed on failure."""
-    staging = wh.staging_dir(run_id)
     config = replace(validation or ValidationConfig(), unique_record_ids=False)
     reports = []
     for shape in sorted(counts.shapes):
         # Batch rules need only ids and labels; the texts stay on disk.
         cols = ["record_id", "label"] if shape in ("pairwise", "binary") else ["record_id"]
-        table = pq.read_table(staging / shape, columns=cols)
+        table = pq.read_table(run.staging / shape, columns=cols)
         reports.append(validate_batch(table, shape, config, rejected=counts.rows_rejected))
     failed = [r for r in reports if not r.success]
     if failed:
@@ -87,25 +74,8 @@ def check_batches(
     return reports
 
 
-def commit_ingest(wh: Warehouse, run_id: str, dataset: str, counts: IngestCounts) -> CommitResult:
-    steps = [
-        StepCount(
-            "adapt", rows_in=counts.rows_read, rows_kept=counts.rows_adapted, rows_rejected=counts.rows_rejected_adapt
-        ),
-        StepCount(
-            "validate",
-            rows_in=counts.rows_adapted,
-            rows_kept=counts.rows_kept,
-            rows_rejected=counts.rows_rejected_validate,
-        ),
-    ]
-    run_counts = RunCounts(
-        records_read=counts.records_read,
-        rows_read=counts.rows_read,
-        rows_kept=counts.rows_kept,
-        rows_rejected=counts.rows_rejected,
-    )
-    return wh.commit(run_id, dataset, counts=run_counts, steps=steps, policies=[])
+def commit_ingest(run: Run, counts: IngestCounts) -> CommitResult:
+    return run.commit(run_counts(counts.steps), step_counts(counts.steps), policies=[])
 
 
 def ingest(
@@ -114,7 +84,7 @@ def ingest(
     format_name: str,
     dataset: str,
     *,
-    mapping=None,
+    mapping: str | dict | None = None,
     adapter_options: dict | None = None,
     beam_args: list[str] | None = None,
     validation: ValidationConfig | None = None,
@@ -129,11 +99,9 @@ def ingest(
         "mapping": mapping if isinstance(mapping, (str, type(None))) else "inline",
         "beam_args": beam_args or [],
     }
-    run_id = wh.begin_run("ingest", dataset, params)
-    try:
+    with wh.run("ingest", dataset, params) as run:
         counts = stage_ingest(
-            wh,
-            run_id,
+            run,
             paths,
             format_name,
             mapping=mapping,
@@ -143,10 +111,6 @@ def ingest(
             chunk_rows=chunk_rows,
             max_record_bytes=max_record_bytes,
         )
-        reports = check_batches(wh, run_id, counts, validation)
-        result = commit_ingest(wh, run_id, dataset, counts)
-        shutil.rmtree(counts_dir_for(wh.staging_dir(run_id)), ignore_errors=True)
-    except BaseException as e:
-        wh.fail_run(run_id, f"{type(e).__name__}: {e}")
-        raise
-    return IngestReport(run_id, dataset, counts, result, reports)
+        reports = check_batches(run, counts, validation)
+        result = commit_ingest(run, counts)
+    return IngestReport(run.run_id, dataset, counts, result, reports)

@@ -24,6 +24,7 @@ import time
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, BinaryIO
 
 from apache_beam.portability.api import beam_fn_api_pb2
 from apache_beam.runners.portability.fn_api_runner.worker_handlers import GrpcWorkerHandler, WorkerHandler
@@ -50,7 +51,8 @@ FORKED_WORKER_URN = "prefmill:env:forked_worker:v1"
 _WORKER_PRELOAD = (
     "apache_beam.runners.worker.sdk_worker",
     "pipelines.executor",
-    "pipelines.ingest",
+    "schemas.ingest",
+    "schemas.validation",
     "great_expectations",
 )
 _RUNNER_WARNING = "If direct_num_workers is not equal to 1"
@@ -99,6 +101,7 @@ class _Zygote:
 
     def __init__(self, fork: bool = False) -> None:
         status_r, status_w = os.pipe()
+        self.proc: _ForkedProcess | subprocess.Popen[bytes]
         try:
             if fork:
                 self.proc = _fork_zygote(status_r, status_w)
@@ -110,6 +113,8 @@ class _Zygote:
                 )
         finally:
             os.close(status_w)
+        assert self.proc.stdin is not None
+        self._requests: IO[bytes] = self.proc.stdin  # one request line per worker to fork
         self.forked = fork
         self._lock = threading.Lock()
         self._handlers: dict[str, _ForkedWorkerHandler] = {}  # worker_id → handler, while it runs
@@ -128,8 +133,8 @@ class _Zygote:
             if self._gone is not None:
                 raise RuntimeError(f"cannot start ingest worker {handler.worker_id}: {self._gone}")
             try:
-                self.proc.stdin.write(json.dumps([handler.control_address, handler.worker_id]).encode() + b"\n")
-                self.proc.stdin.flush()
+                self._requests.write(json.dumps([handler.control_address, handler.worker_id]).encode() + b"\n")
+                self._requests.flush()
             except OSError as e:  # the zygote died before reading its pipe
                 raise RuntimeError(
                     f"cannot start ingest worker {handler.worker_id}: the ingest worker zygote is gone ({e})"
@@ -156,7 +161,8 @@ class _Zygote:
                         # After a finished pipeline nothing waits on the worker any more, so failing its
                         # handler is a no-op; before, it stops the runner waiting for an answer.
                         worker = self._pids.pop(msg["pid"], None)
-                        handler, reason = self._handlers.get(worker), f"exited ({_exit_text(msg['status'])})"
+                        handler = self._handlers.get(worker) if worker is not None else None
+                        reason = f"exited ({_exit_text(msg['status'])})"
                 if handler is not None:
                     handler.fail(reason)
         # EOF: the zygote is gone, so nothing it was asked for will connect any more.
@@ -169,7 +175,7 @@ class _Zygote:
 
     def stop(self, timeout: float = 10.0) -> None:
         try:
-            self.proc.stdin.close()  # EOF on the request pipe: the zygote exits once its workers are done
+            self._requests.close()  # EOF on the request pipe: the zygote exits once its workers are done
             self.proc.wait(timeout)
         except (OSError, subprocess.TimeoutExpired):
             self.proc.kill()
@@ -218,8 +224,9 @@ def _driver_can_fork() -> bool:
 class _ForkedProcess:
     """Popen-like handle (stdin, poll, wait, kill, returncode) on a zygote forked from this process."""
 
-    def __init__(self, pid: int, stdin):
-        self.pid, self.stdin, self.returncode = pid, stdin, None
+    def __init__(self, pid: int, stdin: BinaryIO):
+        self.pid, self.stdin = pid, stdin
+        self.returncode: int | None = None
         self._lock = threading.Lock()
 
     def poll(self) -> int | None:
@@ -235,11 +242,11 @@ class _ForkedProcess:
 
     def wait(self, timeout: float | None = None) -> int:
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
-            if deadline is not None and time.monotonic() > deadline:
+        while (code := self.poll()) is None:
+            if timeout is not None and deadline is not None and time.monotonic() > deadline:
                 raise subprocess.TimeoutExpired("ingest worker zygote", timeout)
             time.sleep(0.01)
-        return self.returncode
+        return code
 
     def kill(self) -> None:
         if self.poll() is None:
@@ -415,7 +422,7 @@ def _answer(future, error: str) -> None:
 class _ForkedWorkerHandler(GrpcWorkerHandler):
     def __init__(self, payload, state, provision_info, grpc_server):
         super().__init__(state, provision_info, grpc_server)
-        self.control_conn = _FailableControl(self.control_conn)
+        self.control_conn = self._control = _FailableControl(self.control_conn)  # type: ignore[assignment]
         self._zygote: _Zygote | None = None
 
     def start_worker(self) -> None:
@@ -427,7 +434,7 @@ class _ForkedWorkerHandler(GrpcWorkerHandler):
             self._zygote.release(self)
 
     def fail(self, reason: str) -> None:
-        self.control_conn.fail(f"ingest worker {self.worker_id}: {reason}")
+        self._control.fail(f"ingest worker {self.worker_id}: {reason}")
 
 
 class _DropRunnerWarning(logging.Filter):
@@ -454,3 +461,20 @@ def forked_runner(workers: int, beam_args: list[str] | None):
         )
     finally:
         log.removeFilter(quiet)
+
+
+def start_zygote() -> None:
+    """Boot the zygote now (it is reused by later runs): a caller that knows it will fork workers
+    calls this before planning, so a spawned zygote's imports overlap the driver's planning."""
+    _zygote()
+
+
+def warm_validation() -> threading.Thread:
+    """Import Great Expectations in the driver while forked workers run: an ingest's batch checks
+    validate the staged rows in the driver next (in-process runs import it during their first unit).
+    Start it after ``start_zygote``: a running thread stops the driver from forking the zygote."""
+    t = threading.Thread(
+        target=importlib.import_module, args=("great_expectations",), daemon=True, name="prefmill-warm-gx"
+    )
+    t.start()
+    return t

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import orjson
@@ -34,7 +35,7 @@ def _carry(src: dict, out: dict) -> dict:
     return out
 
 
-def _meta(src: dict, **extra) -> dict:
+def _meta(src: dict, **extra: Any) -> dict:
     """Source meta plus provenance keys (the source's own policy kept as ``from_policy``)."""
     meta = orjson.loads(src["meta"]) if src.get("meta") else {}
     if not isinstance(meta, dict):
@@ -241,7 +242,7 @@ _PER_ROW: dict[tuple[str, str], Callable[..., list[dict]]] = {
 }
 
 
-def convert_table(table: pa.Table, src_shape: str, target: str, **policy_args) -> pa.Table:
+def convert_table(table: pa.Table, src_shape: str, target: str, **policy_args: Any) -> pa.Table:
     """Convert a canonical table to ``target``'s schema with the named policy arguments.
 
     listwise→pairwise (``policy``), listwise→binary (``top_k``), ratings→pairwise (``attribute``,

@@ -10,6 +10,7 @@ validate should not pay.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,7 +140,7 @@ def _param(bound: Bound) -> Any:
     return {"$PARAMETER": bound[1:]} if isinstance(bound, str) and bound.startswith("$") else bound
 
 
-def _row_expectation(gxe, rule: RowRule, index: int):
+def _row_expectation(gxe: Any, rule: RowRule, index: int) -> Any:
     meta = {"rule_index": index, "reason": rule.reason}
     if rule.kind == "set":
         return gxe.ExpectColumnValuesToBeInSet(column=rule.column, value_set=list(rule.bound), meta=meta)
@@ -147,7 +148,7 @@ def _row_expectation(gxe, rule: RowRule, index: int):
     return gxe.ExpectColumnValuesToBeBetween(column=rule.column, **{key: _param(rule.bound)}, meta=meta)
 
 
-def _batch_expectation(gxe, rule: BatchRule, index: int):
+def _batch_expectation(gxe: Any, rule: BatchRule, index: int) -> Any:
     meta = {"rule_index": index, "rule": rule.name}
     if rule.kind == "unique":
         return gxe.ExpectColumnValuesToBeUnique(column=rule.column, meta=meta)
@@ -171,7 +172,7 @@ class _Gx:
         self.batch_definition = asset.add_batch_definition_whole_dataframe("whole")
         self._suites: dict[str, Any] = {}
 
-    def suite(self, name: str, rules: list, build) -> Any:
+    def suite(self, name: str, rules: list, build: Callable[[Any, Any, int], Any]) -> Any:
         if name not in self._suites:
             suite = self.context.suites.add(self._gx.ExpectationSuite(name=name))
             for i, rule in enumerate(rules):
@@ -179,7 +180,7 @@ class _Gx:
             self._suites[name] = suite
         return self._suites[name]
 
-    def validate(self, suite, frame, params: dict, result_format: dict) -> list:
+    def validate(self, suite: Any, frame: Any, params: dict, result_format: dict) -> list:
         # Batch.validate (not ValidationDefinition.run) so results are not kept in the context's store.
         batch = self.batch_definition.get_batch(batch_parameters={"dataframe": frame})
         result = batch.validate(suite, result_format=result_format, expectation_parameters=params)
@@ -209,7 +210,7 @@ _ROW_FORMAT = {"result_format": "COMPLETE", "return_unexpected_index_query": Fal
 _BATCH_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 5}
 
 
-def run_row_suite(shape: str, frame, params: dict) -> list:
+def run_row_suite(shape: str, frame: Any, params: dict) -> list:
     """Validate the derived-column frame of ``shape``; one GX result per ``ROW_RULES[shape]`` entry."""
     with _LOCK:
         g = _gx()
@@ -217,14 +218,14 @@ def run_row_suite(shape: str, frame, params: dict) -> list:
         return g.validate(suite, frame, params, _ROW_FORMAT)
 
 
-def run_batch_suite(shape: str, frame, params: dict) -> list:
+def run_batch_suite(shape: str, frame: Any, params: dict) -> list:
     with _LOCK:
         g = _gx()
         suite = g.suite(f"batch_{shape}", BATCH_RULES[shape], _batch_expectation)
         return g.validate(suite, frame, params, _BATCH_FORMAT)
 
 
-def run_split_suite(frame) -> Any:
+def run_split_suite(frame: Any) -> Any:
     with _LOCK:
         g = _gx()
         suite = g.suite("split_disjoint", [SPLIT_RULE], _batch_expectation)

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from schemas.errors import PrefmillError
 from schemas.step import Reject
 
 # Editors on Windows prepend a UTF-8 byte-order mark; orjson rejects it, so it is dropped.
@@ -30,7 +31,7 @@ JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")
 SUFFIXES = JSONL_SUFFIXES + (".json", ".json.gz", ".parquet", ".csv", ".csv.gz")
 
 
-class SourceError(Exception):
+class SourceError(PrefmillError):
     """A source that cannot be read at all (missing, unreadable, wrong type): a one-line message."""
 
 

@@ -45,7 +45,7 @@ def _common(
     }, pb
 
 
-def _pairs(messages) -> list[list]:
+def _pairs(messages: Any) -> list[list]:
     """Normalised ``[role, content]`` pairs of ``{role, content}`` messages.
 
     This list is exactly what ``conversation_bytes`` serialises, so it is hashed as it is (one
@@ -64,7 +64,14 @@ def _dicts(pairs: list[list]) -> list[dict]:
 
 
 def _pairwise_core(
-    p: list[list], c: list[list], r: list[list], label: str, margin, annotator_id, policy: str | None, meta: dict | None
+    p: list[list],
+    c: list[list],
+    r: list[list],
+    label: str,
+    margin: Any,
+    annotator_id: Any,
+    policy: str | None,
+    meta: dict | None,
 ) -> tuple:
     """Ids and scalar columns of a pairwise row from normalised pairs; the one place they are computed.
 
@@ -157,9 +164,9 @@ class PairwiseColumns:
 
     def add(
         self,
-        prompt,
-        chosen,
-        rejected,
+        prompt: Any,
+        chosen: Any,
+        rejected: Any,
         source_row: int,
         *,
         label: str = "chosen_better",
@@ -236,7 +243,7 @@ class Columns:
         }
 
 
-def _conversation_array(conversations) -> pa.Array | pa.ChunkedArray:
+def _conversation_array(conversations: Any) -> pa.Array | pa.ChunkedArray:
     """list<{role, content}> array from conversations given as lists of [role, content] pairs."""
     messages = list(chain.from_iterable(conversations))
     roles = pa.array([m[0] for m in messages], pa.string())

@@ -1,16 +1,17 @@
 """Validation of canonical rows: the Arrow schema first, then Great Expectations suites (DESIGN §5).
 
-``validate_rows`` derives a few cheap per-row numbers with Arrow compute / numpy (empty turns, role
-order breaks, byte sizes, chosen == rejected, ...), runs the shape's GX suite over a pandas frame of
-them and rejects failing rows with the first failed rule as reason. ``validate_batch`` runs the
-whole-batch suite (tie rate, label balance, reject share, duplicate ids) that stops a commit.
-Rule definitions live in ``schemas.gx_suites``.
+``ValidateStep`` (a ``schemas.step.Step``) derives a few cheap per-row numbers with Arrow compute /
+numpy (empty turns, role order breaks, byte sizes, chosen == rejected, ...), runs the shape's GX suite
+over a pandas frame of them and rejects failing rows with the first failed rule as reason.
+``validate_batch`` runs the whole-batch suite (tie rate, label balance, reject share, duplicate ids)
+that stops a commit (``ValidationFailed``). Rule definitions live in ``schemas.gx_suites``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,8 +19,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas import gx_suites
-from schemas.canonical import ROLES, SCHEMAS, schema_for
-from schemas.step import Reject, Step, StepError, StepResult
+from schemas.canonical import ROLES, SCHEMAS, SHAPES, schema_for
+from schemas.errors import PrefmillError
+from schemas.registry import STEPS
+from schemas.step import Reject, Step, StepError, StepResult, rejected_table
 
 STEP = "validate"
 
@@ -32,7 +35,7 @@ class ValidationConfig:
     max_tie_rate: float = 0.6  # [0.6] share of pairwise rows labelled tie
     min_true_rate: float = 0.02  # [0.02] binary: lowest share of label=True
     max_true_rate: float = 0.98  # [0.98] binary: highest share of label=True
-    max_reject_rate: float = 0.5  # [0.5] share of input rows validate_rows rejected
+    max_reject_rate: float = 0.5  # [0.5] share of input rows the row checks rejected
     min_rows_for_rates: int = 20  # [20] tie rate / label balance are skipped below this many kept rows
     # [True] Ingest turns this off: repeated source records are expected there and are counted as
     # duplicates by the warehouse commit, not treated as a broken batch.
@@ -50,6 +53,16 @@ class BatchReport:
 
     def __str__(self) -> str:
         return self.text
+
+
+class ValidationFailed(PrefmillError):
+    """A whole-batch expectation failed: nothing was published."""
+
+    exit_code = 1
+
+    def __init__(self, reports: list[BatchReport]):
+        self.reports = reports
+        super().__init__("validation failed; nothing was committed:\n" + "\n".join(r.text for r in reports))
 
 
 # ---------------------------------------------------------------------------------------- schema
@@ -85,7 +98,7 @@ def _lengths(lists: pa.Array) -> np.ndarray:
     return pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def _per_row(parent: np.ndarray, n: int, mask: np.ndarray | None = None, weights=None) -> np.ndarray:
+def _per_row(parent: np.ndarray, n: int, mask: np.ndarray | None = None, weights: Any = None) -> np.ndarray:
     idx = parent if mask is None else parent[mask]
     w = None if weights is None else (weights if mask is None else weights[mask])
     return np.bincount(idx, weights=w, minlength=n).astype(np.int64)
@@ -266,25 +279,30 @@ def derived_frame(table: pa.Table, shape: str) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------ row checks
 
 
-def _reject(row: dict, shape: str, reason: str, detail: str) -> Reject:
+def _reject(row: dict, shape: str, reason: str, detail: str, step: str) -> Reject:
     return Reject(
-        step=STEP,
+        step=step,
         reason=reason,
         detail=detail,
-        source_file=row.get("source_file"),
-        source_row=row.get("source_row"),
+        source_file=_typed(row.get("source_file"), str),
+        source_row=_typed(row.get("source_row"), int),
         shape=shape,
-        record_id=row.get("record_id"),
+        record_id=_typed(row.get("record_id"), str),
         raw=row,
     )
 
 
-def _schema_rejects(table: pa.Table, shape: str, problems: list[str]) -> list[Reject]:
+def _typed(value: Any, typ: type) -> Any:
+    """A lineage value of a table that failed the schema may have any type; the raw row keeps it."""
+    return value if isinstance(value, typ) and not isinstance(value, bool) else None
+
+
+def _schema_rejects(table: pa.Table, shape: str, problems: list[str], step: str) -> list[Reject]:
     detail = f"not a {shape} table: " + "; ".join(problems)
-    return [_reject(row, shape, "schema_mismatch", detail) for row in table.to_pylist()]
+    return [_reject(row, shape, "schema_mismatch", detail, step) for row in table.to_pylist()]
 
 
-def _explain(rule: gx_suites.RowRule, value, config: ValidationConfig) -> str:
+def _explain(rule: gx_suites.RowRule, value: Any, config: ValidationConfig) -> str:
     bound = (
         getattr(config, rule.bound[1:]) if isinstance(rule.bound, str) and rule.bound.startswith("$") else rule.bound
     )
@@ -293,7 +311,9 @@ def _explain(rule: gx_suites.RowRule, value, config: ValidationConfig) -> str:
     return f"{rule.reason}: {rule.explain} ({rule.column}={value!r}, expected {rule.kind} {bound!r})"
 
 
-def validate_rows(table: pa.Table, shape: str, config: ValidationConfig | None = None) -> tuple[pa.Table, list[Reject]]:
+def _check_rows(
+    table: pa.Table, shape: str, config: ValidationConfig | None = None, step: str = STEP
+) -> tuple[pa.Table, list[Reject]]:
     """Rows that pass the Arrow schema and the shape's GX suite, and a Reject for every other row.
 
     ``len(kept) + len(rejects) == table.num_rows``. A row failing several rules is rejected once, with
@@ -303,7 +323,7 @@ def validate_rows(table: pa.Table, shape: str, config: ValidationConfig | None =
     schema = schema_for(shape)
     conformed, problems = _conform(table, shape)
     if conformed is None:
-        return schema.empty_table(), _schema_rejects(table, shape, problems)
+        return schema.empty_table(), _schema_rejects(table, shape, problems, step)
     if conformed.num_rows == 0:
         return conformed, []
     frame = derived_frame(conformed, shape)
@@ -313,19 +333,19 @@ def validate_rows(table: pa.Table, shape: str, config: ValidationConfig | None =
     for i, res in enumerate(results):
         if not res.success:
             failed[i, np.asarray(res.result["unexpected_index_list"], dtype=np.int64)] = True
-    bad = failed.any(axis=0)
+    bad = np.asarray(failed.any(axis=0))
     if not bad.any():
         return conformed, []
     bad_idx = np.flatnonzero(bad)
     rows = conformed.take(pa.array(bad_idx)).to_pylist()
     rejects = []
-    for row, i in zip(rows, bad_idx):  # per rejected row only: building its detail text
-        hit = [rules[k] for k in np.flatnonzero(failed[:, i])]
-        detail = "; ".join(_explain(r, frame[r.column].iat[i], config) for r in hit)
+    for row, j in zip(rows, bad_idx):  # per rejected row only: building its detail text
+        hit = [rules[k] for k in np.flatnonzero(failed[:, j])]
+        detail = "; ".join(_explain(r, frame[r.column].iat[j], config) for r in hit)
         if hit[0].reason == "missing_field":
             nulls = [f.name for f in schema if not f.nullable and row.get(f.name) is None]
             detail = f"null: {', '.join(nulls)}; " + detail
-        rejects.append(_reject(row, shape, hit[0].reason, detail))
+        rejects.append(_reject(row, shape, hit[0].reason, detail, step))
     return _keep(conformed, bad), rejects
 
 
@@ -341,7 +361,7 @@ def _keep(table: pa.Table, bad: np.ndarray) -> pa.Table:
 # ---------------------------------------------------------------------------------- batch checks
 
 
-def _fmt(x) -> str:
+def _fmt(x: Any) -> str:
     return "-" if x is None else (f"{x:.4g}" if isinstance(x, float) else str(x))
 
 
@@ -376,7 +396,7 @@ def validate_batch(
 ) -> BatchReport:
     """Whole-batch GX rules that stop a commit: tie rate, label balance, reject share, duplicate ids.
 
-    ``table`` is the kept table from ``validate_rows``; ``rejected`` the number of rows it rejected.
+    ``table`` is the kept table from ``ValidateStep``; ``rejected`` the number of rows it rejected.
     """
     config = config or ValidationConfig()
     kept = table.num_rows
@@ -384,7 +404,7 @@ def validate_batch(
     if kept + rejected == 0:
         return BatchReport(True, [], f"{title}: PASSED (empty batch, nothing to check)")
     if "record_id" not in table.column_names or (shape in ("pairwise", "binary") and "label" not in table.column_names):
-        raise ValueError(f"validate_batch needs a {shape} table (run validate_rows first)")
+        raise ValueError(f"validate_batch needs a {shape} table (run ValidateStep first)")
     results = gx_suites.run_batch_suite(shape, _batch_frame(table, shape, rejected), config.params())
     lines = []
     for rule, res in zip(gx_suites.BATCH_RULES[shape], results):
@@ -429,28 +449,28 @@ def check_split_disjoint(train_keys: Iterable, test_keys: Iterable) -> BatchRepo
 __all__ = [
     "ValidationConfig",
     "BatchReport",
-    "validate_rows",
+    "ValidateStep",
+    "ValidationFailed",
     "validate_batch",
     "check_split_disjoint",
     "derived_frame",
 ]
 
 
+@STEPS.register("validate", config=ValidationConfig, shapes=SHAPES, extra={"stage": "ingest"})
 class ValidateStep(Step):
     """Arrow schema cast + the shape's GX row suite; a failing row is rejected with the first rule it broke."""
 
-    name = "validate"
+    name = STEP
 
     def __init__(self, config: ValidationConfig | None = None, name: str | None = None):
+        if name:
+            self.name = name  # before the base class names the counts after it
         super().__init__()
         self.config = config
-        if name:
-            self.name = name
 
     def process(self, batch: pa.Table) -> StepResult:
         if self.shape is None:
             raise StepError("validate needs the batch's shape (the executor passes it)")
-        kept, rejects = validate_rows(batch, self.shape, self.config)
-        for r in rejects:
-            r.step = self.step_name
-        return StepResult(kept, rejects)
+        kept, rejects = _check_rows(batch, self.shape, self.config, self.step_name)
+        return StepResult(kept, rejected_table(rejects))

@@ -2,7 +2,7 @@
 
 ``get_adapter(name, mapping=None, **options)`` builds one by format name; an unknown name raises
 ``UnknownFormat`` (its message lists the known names), a bad mapping raises ``MappingError`` and a
-bad option a ``ValueError`` — each a one-line message the CLI prints as it is.
+bad option ``BadSettings`` (all ``PrefmillError`` and ``ValueError``) — each a one-line message the CLI prints as it is.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from schemas.adapters.pandalm import PandaLMAdapter
 from schemas.adapters.ratings import RatingsAdapter
 from schemas.adapters.sharegpt import ShareGPTAdapter
 from schemas.adapters.trl import TRLAdapter
+from schemas.errors import PrefmillError
+from schemas.registry import BadSettings
 
 ADAPTERS: dict[str, type] = {
     cls.name: cls
@@ -34,7 +36,7 @@ ADAPTERS: dict[str, type] = {
 }
 
 
-class UnknownFormat(ValueError):
+class UnknownFormat(PrefmillError, ValueError):
     """A format name no adapter answers to."""
 
 
@@ -46,11 +48,11 @@ def get_adapter(name: str, mapping: str | dict | None = None, **options: Any) ->
         options = {"mapping": mapping, **options}
     elif mapping is not None:
         raise MappingError(f"a mapping file only applies to format 'mapping', not {name!r}")
-    params = inspect.signature(cls.__init__).parameters
+    params = inspect.signature(cls).parameters  # the constructor's parameters, without self
     unknown = sorted(set(options) - set(params) - {"self"})
     if unknown:
         takes = ", ".join(p for p in params if p != "self") or "no options"
-        raise ValueError(f"format {name!r} does not take option(s) {', '.join(unknown)}; it takes: {takes}")
+        raise BadSettings(f"format {name!r} does not take option(s) {', '.join(unknown)}; it takes: {takes}")
     return cls(**options)
 
 

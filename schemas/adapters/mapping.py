@@ -8,6 +8,7 @@ column gives its own row, and one bad label costs only that row.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from schemas.adapters.base import AdaptError
@@ -65,6 +66,7 @@ def _conversation(value: Any, spec: TextSpec, where: str) -> list[dict]:
 def read_text(spec: TextSpec, obj: Any, where: str) -> list[dict]:
     if spec.template is not None:
         return [msg(spec.role, _render(spec.template, obj))]
+    assert spec.path is not None  # compile_mapping gives a text a path or a template
     return _conversation(lookup(obj, spec.path), spec, spec.path.text)
 
 
@@ -76,6 +78,7 @@ def _outcome(label: LabelSpec, obj: Any) -> tuple[Any, float | None]:
             a, b = -a, -b  # lower rank wins
             return ("first" if a > b else "second" if b > a else "tie"), None
         return ("first" if a > b else "second" if b > a else "tie"), abs(a - b)
+    assert label.path is not None  # compile_mapping gives a label a path or two
     value = lookup(obj, label.path)
     outcome = label.values.get(label_key(value))
     if outcome is None:
@@ -116,7 +119,11 @@ class MappingAdapter:
         spec = self.spec
         prompt = read_text(spec.prompt, obj, "prompt")
         if spec.system is not None:
-            system = _render(spec.system.template, obj) if spec.system.template else lookup(obj, spec.system.path)
+            if spec.system.template:
+                system = _render(spec.system.template, obj)
+            else:
+                assert spec.system.path is not None  # compile_mapping gives a text a path or a template
+                system = lookup(obj, spec.system.path)
             if not isinstance(system, str):
                 raise AdaptError("wrong_type", f"system is a {type(system).__name__}, expected text")
             if system.strip():
@@ -201,7 +208,7 @@ class MappingAdapter:
 
         return self._per_annotator(obj, build)
 
-    def _per_annotator(self, obj: dict, build) -> list:
+    def _per_annotator(self, obj: dict, build: Callable[..., Any]) -> list:
         if not self.spec.annotators:
             return [build(self.spec.label, self._annotator_id(obj))]
         out: list = []

@@ -19,9 +19,10 @@ import yaml
 from schemas.adapters.common import DEFAULT_ROLES
 from schemas.adapters.paths import Path, compile_path
 from schemas.canonical import ORIGINS, ROLES, SHAPES
+from schemas.errors import PrefmillError
 
 
-class MappingError(ValueError):
+class MappingError(PrefmillError, ValueError):
     """The mapping file itself is wrong (not a record): raised when the adapter is built."""
 
 
@@ -159,7 +160,8 @@ def _paths(value: Any, where: str) -> list[Path]:
 def _template(text: Any, where: str) -> list:
     if not isinstance(text, str):
         raise MappingError(f"{where}: a template is a string")
-    parts, pos = [], 0
+    parts: list[tuple[str, Path | None]] = []
+    pos = 0
     for m in _PLACEHOLDER.finditer(text):
         literal = text[pos : m.start()]
         if m.group(0) in ("{{", "}}"):
@@ -220,7 +222,8 @@ def _values(raw: Any, shape: str, where: str) -> dict:
         key = label_key(k)
         if key is None:
             raise MappingError(f"{where}: label value {k!r} cannot be matched")
-        outcome = targets.get(label_key(v) if isinstance(v, (bool, str)) else None)
+        v_key = label_key(v) if isinstance(v, (bool, str)) else None
+        outcome = targets.get(v_key) if v_key is not None else None
         if outcome is None:
             raise MappingError(f"{where}: {k!r} maps to {v!r}; expected one of {', '.join(targets)}")
         if key in out:
@@ -289,7 +292,7 @@ def _annotators(raw: Any, label: LabelSpec, where: str) -> list[Annotator]:
             spec.paths = (paths[0], paths[1])
         else:
             spec.path = _path(entry.get("field"), f"{w}.field")
-        default_id = entry.get("field") or "+".join(entry.get("fields"))
+        default_id = entry.get("field") or "+".join(entry["fields"])
         ident = str(entry.get("id", default_id))
         if ident in seen:
             raise MappingError(f"{w}.id: annotator id {ident!r} is used twice")

@@ -135,13 +135,13 @@ class OasstAdapter:
                 if child.get("rank") is not None:
                     ranked.append((child, child_msg))
             if self.emit_listwise:
-                item = self._listwise(node, ranked, path, synth, tree_id)
-                if item is not None:
-                    out.append(item)
+                group = self._listwise(node, ranked, path, synth, tree_id)
+                if group is not None:
+                    out.append(group)
         return out
 
     @staticmethod
-    def _binary(m: dict, m_msg: dict, path: list[dict], synth: bool, tree_id: Any):
+    def _binary(m: dict, m_msg: dict, path: list[dict], synth: bool, tree_id: Any) -> tuple | None:
         votes = _votes(m)
         if votes is None or votes[0] == votes[1]:
             return None
@@ -158,7 +158,9 @@ class OasstAdapter:
         return ("binary", row)
 
     @staticmethod
-    def _listwise(node: dict, ranked: list[tuple[dict, dict]], path: list[dict], synth: bool, tree_id: Any):
+    def _listwise(
+        node: dict, ranked: list[tuple[dict, dict]], path: list[dict], synth: bool, tree_id: Any
+    ) -> tuple | AdaptError | None:
         if len(ranked) < 2:
             return None
         bad = [c for c, _ in ranked if isinstance(c["rank"], bool) or not isinstance(c["rank"], (int, float))]

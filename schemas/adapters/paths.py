@@ -30,7 +30,7 @@ class Path:
 def compile_path(text: Any) -> Path:
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"a field path must be a non-empty string, got {text!r}")
-    segments = []
+    segments: list[tuple[str, int | slice | None]] = []
     for raw in text.split("."):
         if raw == "":
             raise ValueError(f"field path {text!r} has an empty segment")

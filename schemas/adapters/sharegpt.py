@@ -45,8 +45,9 @@ _TOOL_ROLES = {"observation", "function_call"}
 _LABEL_KEYS = ("label", "kto_tag")
 
 
-def _source_roles(*lists: Any) -> list[str] | None:
-    """The original role names, kept only when a tool role was folded into user/assistant."""
+def _source_roles(*lists: Any) -> list[Any] | None:
+    """The original role names (as the source has them), kept only when a tool role was folded into
+    user/assistant."""
     roles = [m.get("from", m.get("role")) for lst in lists if isinstance(lst, list) for m in lst if isinstance(m, dict)]
     return roles if _TOOL_ROLES.intersection(roles) else None
 

@@ -67,7 +67,7 @@ class TRLAdapter:
         raw_c, raw_r, raw_p = obj["chosen"], obj["rejected"], obj.get("prompt")
         chosen = as_conversation(raw_c, "chosen", ASSISTANT, TRL_ROLES)
         rejected = as_conversation(raw_r, "rejected", ASSISTANT, TRL_ROLES)
-        extra = {"trl_format": _kind(raw_p, raw_c, raw_r)}
+        extra: dict[str, Any] = {"trl_format": _kind(raw_p, raw_c, raw_r)}
         if raw_p is not None:
             prompt = as_conversation(raw_p, "prompt", USER, TRL_ROLES)
             check_prompt(prompt)
@@ -101,7 +101,7 @@ class TRLAdapter:
             raise AdaptError("unknown_label", f"label {label!r} is not a bool (True = desirable)")
         raw_p, raw_c = obj.get("prompt"), obj["completion"]
         completion = as_conversation(raw_c, "completion", ASSISTANT, TRL_ROLES)
-        extra = {"trl_format": _kind(raw_p, raw_c)}
+        extra: dict[str, Any] = {"trl_format": _kind(raw_p, raw_c)}
         if raw_p is not None:
             prompt = as_conversation(raw_p, "prompt", USER, TRL_ROLES)
             check_prompt(prompt)

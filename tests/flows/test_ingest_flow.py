@@ -85,3 +85,33 @@ def test_serve_builds_a_cron_deployment():
     crons = [getattr(s.schedule, "cron", None) for s in dep.schedules]
     assert crons == ["0 2 * * *"]
     assert dep.parameters["drop_folder"] == "/data/in" and dep.parameters["format_name"] == "trl"
+
+
+class _State:
+    def __init__(self, error: BaseException | None):
+        self.error = error
+
+    def result(self):
+        if self.error is not None:
+            raise self.error
+        return 1
+
+
+def test_commits_are_retried_only_on_transient_errors():
+    from flows.ingest_flow import _is_transient, _may_succeed_later
+    from schemas.errors import PrefmillError, TransientError
+    from schemas.readers import SourceError
+    from warehouse import WarehouseError
+
+    class Locked(TransientError):
+        pass
+
+    assert _is_transient(_State(Locked("catalog is locked")))
+    assert _is_transient(_State(WarehouseError("another writer holds /wh/.writer.lock for more than 600 s")))
+    for e in (WarehouseError("staged 3 rows but its counts say 4"), PrefmillError("bad"), OSError("disk"), None):
+        assert not _is_transient(_State(e)), e
+    # A pipeline attempt is retried unless its input is at fault.
+    assert _may_succeed_later(_State(RuntimeError("ingest worker worker_1: exited (killed by signal 9)")))
+    assert _may_succeed_later(_State(Locked("x")))
+    assert not _may_succeed_later(_State(SourceError("file not found: x")))
+    assert not _may_succeed_later(_State(None))

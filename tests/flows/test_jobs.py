@@ -80,3 +80,42 @@ def test_batch_failure_stops_commit_and_keeps_previous_version(tmp_path):
     assert failed == "failed"
     if latest is not None:
         assert wh.versions("kto").to_pylist()[-1]["version_id"] == latest
+
+
+def test_run_steps_are_the_steps_own_counters(loaded):
+    wh, reports = loaded
+    for rep in reports:
+        rows = wh.query(
+            f"SELECT step, rows_in, rows_kept, rows_rejected, rows_duplicate FROM run_steps "
+            f"WHERE run_id = '{rep.run_id}' ORDER BY position"
+        ).to_pylist()
+        want = [[c.step, c.rows_in, c.rows_kept, c.rows_rejected, c.rows_duplicate] for c in rep.counts.steps]
+        assert [list(r.values()) for r in rows[:-1]] == want
+        assert rows[-1]["step"] == "warehouse_dedup" and rows[-1]["rows_in"] == rep.counts.rows_kept
+        run = wh.query(f"SELECT * FROM runs WHERE run_id = '{rep.run_id}'").to_pylist()[0]
+        assert (run["records_read"], run["rows_read"], run["rows_rejected"]) == (
+            rep.counts.records_read,
+            rep.counts.rows_read,
+            rep.counts.rows_rejected,
+        )
+
+
+def test_bad_input_fails_the_run_with_one_line_and_leaves_no_scratch(tmp_path):
+    from schemas.adapters import UnknownFormat
+    from schemas.errors import PrefmillError
+    from tests.conftest import DATA
+    from warehouse.run_context import work_dir
+
+    wh = Warehouse(tmp_path / "wh")
+    with pytest.raises(UnknownFormat) as e:
+        ingest(wh, [str(DATA / "llamafactory_kto_en_demo/kto_en_demo.json")], "no-such-format", "x")
+    assert isinstance(e.value, PrefmillError) and isinstance(e.value, ValueError) and "\n" not in str(e.value)
+    run = wh.query("SELECT run_id, status, error FROM runs").to_pylist()[0]
+    assert run["status"] == "failed" and run["error"].startswith("UnknownFormat")
+    assert not work_dir(wh, run["run_id"]).exists()
+
+
+def test_validation_failed_still_imports_from_flows_jobs():
+    from schemas.validation import ValidationFailed as Moved
+
+    assert ValidationFailed is Moved and Moved.exit_code == 1

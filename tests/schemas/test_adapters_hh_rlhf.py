@@ -42,13 +42,20 @@ def _expected_outcomes() -> Counter:
     return out
 
 
-def test_real_file_counts_and_reasons():
-    res = _ingest()
+def test_real_file_counts_and_reasons(adapt_file):
+    res, counts = adapt_file(HH, "hh-rlhf", chunk_rows=500)
     expected = _expected_outcomes()
-    assert res.records_read == sum(expected.values()) == 2312
-    assert res.tables["pairwise"].num_rows == expected["row"]
-    assert dict(res.reasons) == {k: v for k, v in expected.items() if k != "row"}
-    assert res.rows_read == res.tables["pairwise"].num_rows + len(res.rejects)
+    assert res.records_read == counts.records_read == sum(expected.values()) == 2312
+    assert res.tables["pairwise"].num_rows == counts.rows_kept == expected["row"]
+    assert dict(Counter(res.rejected.column("reason").to_pylist())) == {k: v for k, v in expected.items() if k != "row"}
+    assert counts.reasons == Counter(res.rejected.column("reason").to_pylist())
+    # The source's own counts: every record is a kept row or a rejected one.
+    assert counts.rows_in == counts.rows_kept + counts.rows_rejected == 2312 and counts.rows_duplicate == 0
+    assert set(res.rejected.column("step").to_pylist()) == {"adapt"}
+    assert (
+        res.tables["pairwise"].column("record_id").to_pylist()
+        == _ingest().tables["pairwise"].column("record_id").to_pylist()
+    )  # chunking changes nothing
 
 
 def test_real_file_row_semantics():

@@ -49,7 +49,7 @@ def _ingest():
 def test_listwise_rows_match_every_ranked_group():
     groups, _ = _expected()
     res = _ingest()
-    assert not res.rejects and res.records_read == 100
+    assert not res.rejected.num_rows and res.records_read == 100
     rows = res.tables["listwise"].to_pylist()
     # SOURCE.md says 211 groups; the file has 212 because one prompter has 4 replies of which 3 are
     # ranked (the unranked one is left out of that ranking).

@@ -29,7 +29,7 @@ def _ingest():
     )
 
 
-def test_one_row_per_annotator_and_ties_from_zero_labels():
+def test_one_row_per_annotator_and_ties_from_zero_labels(adapt_file):
     source = json.loads(PANDA.read_text())
     usable = [s for s in source if _usable(s)]
     res = _ingest()
@@ -38,13 +38,16 @@ def test_one_row_per_annotator_and_ties_from_zero_labels():
     assert len(rows) == 3 * len(usable)
     assert Counter(r["label"] for r in rows)["tie"] == sum(s[a] == 0 for s in usable for a in ANNOTATORS)
     assert Counter(r["annotator_id"] for r in rows) == {f"pandalm:{a}": len(usable) for a in ANNOTATORS}
-    assert Counter(r.reason for r in res.rejects) == {
+    assert Counter(res.rejected.column("reason").to_pylist()) == {
         "wrong_type": sum(any(not isinstance(s[k], str) for k in ("response1", "response2")) for s in source),
         "empty_text": sum(
             not _usable(s) and all(isinstance(s[k], str) for k in ("response1", "response2")) for s in source
         ),
     }
-    assert res.rows_read == len(rows) + len(res.rejects)
+    # The source counts one row in per candidate row plus one per record rejected before any row.
+    _, counts = adapt_file(PANDA, "pandalm")
+    assert counts.rows_in == len(rows) + res.rejected.num_rows and counts.rows_kept == len(rows)
+    assert counts.records_read == 999
 
 
 def test_chosen_follows_each_label():

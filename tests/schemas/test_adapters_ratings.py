@@ -22,7 +22,7 @@ def _rows(**options):
     res = adapt_records(
         read_all(str(TC)), get_adapter("ratings", **options), run_id="r", source_file=str(TC), format_name="ratings"
     )
-    assert not res.rejects
+    assert not res.rejected.num_rows
     return res.tables["ratings"].to_pylist()
 
 

@@ -28,7 +28,7 @@ def _ingest(path: Path):
 def test_dpo_file_gives_one_pair_per_record():
     source = json.loads(DPO.read_text())
     res = _ingest(DPO)
-    assert not res.rejects and set(res.tables) == {"pairwise"}
+    assert not res.rejected.num_rows and set(res.tables) == {"pairwise"}
     rows = res.tables["pairwise"].to_pylist()
     assert len(rows) == len(source) == 300
     for row, src in zip(rows, source):
@@ -49,7 +49,7 @@ def test_dpo_file_gives_one_pair_per_record():
 def test_kto_file_is_150_desirable_150_undesirable():
     source = json.loads(KTO.read_text())
     res = _ingest(KTO)
-    assert not res.rejects and set(res.tables) == {"binary"}
+    assert not res.rejected.num_rows and set(res.tables) == {"binary"}
     rows = res.tables["binary"].to_pylist()
     assert Counter(r["label"] for r in rows) == Counter(s["label"] for s in source) == {True: 150, False: 150}
     for row, src in zip(rows, source):

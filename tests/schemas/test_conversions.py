@@ -19,7 +19,7 @@ from schemas.conversions import (
     ratings_to_pairs,
 )
 from schemas.records import listwise, pairwise, ratings, to_table
-from schemas.validation import validate_rows
+from schemas.validation import ValidateStep
 
 TOPICAL = Path(__file__).resolve().parents[2] / "examples" / "data" / "topical_chat_usr_ratings" / "topical_chat.json"
 # Scales as stated in the data set's SOURCE.md.
@@ -106,8 +106,8 @@ def test_identical_completions_are_never_paired_and_bad_input_is_refused():
 
 def test_converted_pairs_pass_validation():
     pairs = ranking_to_pairs(ranked(ranks=[0, 1, 1, 2]), "all")
-    kept, rejects = validate_rows(to_table(pairs, "pairwise"), "pairwise")
-    assert rejects == [] and kept.num_rows == 5
+    res = ValidateStep()(to_table(pairs, "pairwise"), "pairwise")
+    assert res.rejected.num_rows == 0 and res.kept.num_rows == 5
 
 
 def test_ranking_to_binary_top_k():
@@ -185,8 +185,8 @@ def test_ratings_policy_string_and_zero_margin_refused(topical):
 
 def test_topical_ratings_validate_and_a_wrong_scale_is_caught(topical):
     recs, rows = topical
-    kept, rejects = validate_rows(to_table(rows, "ratings"), "ratings")
-    assert not [r for r in rejects if r.reason == "rating_out_of_range"]
+    rejected = ValidateStep()(to_table(rows, "ratings"), "ratings").rejected.to_pylist()
+    assert not [r for r in rejected if r["reason"] == "rating_out_of_range"]
     tight = [
         {
             **ratings(r["prompt"], r["completion"], rec["scores"], scales={**SCALES, "overall": (1.0, 4.0)}),
@@ -194,8 +194,8 @@ def test_topical_ratings_validate_and_a_wrong_scale_is_caught(topical):
         }
         for r, rec in zip(rows, recs)
     ]
-    _, rejects = validate_rows(to_table(tight, "ratings"), "ratings")
-    out = [r for r in rejects if r.reason == "rating_out_of_range"]
+    rejected = ValidateStep()(to_table(tight, "ratings"), "ratings").rejected.to_pylist()
+    out = [r for r in rejected if r["reason"] == "rating_out_of_range"]
     assert len(out) == sum(rec["scores"]["overall"] > 4.0 for rec in recs) > 0
 
 

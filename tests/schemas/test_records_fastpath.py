@@ -9,6 +9,7 @@ builders as they were before the fast path existed (schemas/records.py at commit
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -159,7 +160,7 @@ def test_real_file_ids_are_pinned():
     for col in ID_COLUMNS[:4]:
         h.update("\n".join(table.column(col).to_pylist()).encode())
     assert (table.num_rows, h.hexdigest()) == (2303, PINNED_FILE)
-    assert dict(res.reasons) == {"empty_text": 4, "prompt_mismatch": 5}
+    assert dict(Counter(res.rejected.column("reason").to_pylist())) == {"empty_text": 4, "prompt_mismatch": 5}
 
 
 def test_columnar_path_equals_dict_path_rows_rejects_and_counts():
@@ -169,12 +170,15 @@ def test_columnar_path_equals_dict_path_rows_rejects_and_counts():
     a, b = fast.tables["pairwise"], slow.tables["pairwise"]
     assert a.schema.equals(b.schema) and a.schema.equals(PAIRWISE)
     assert a.equals(b)
-    assert (fast.records_read, fast.rows_read, fast.reasons) == (slow.records_read, slow.rows_read, slow.reasons)
-    assert [r.to_row("r1") for r in fast.rejects] == [r.to_row("r1") for r in slow.rejects]
+    # Same rows and same rejected rows: the source's counts (rows in = rows + rejected) are the same too.
+    assert fast.records_read == slow.records_read == len(records)
+    assert fast.rejected.equals(slow.rejected) and fast.rejected.num_rows > 0
     # The lone surrogates and the int orjson cannot encode into meta: rejected whole, in both paths.
-    errors = {r.source_row: r.detail for r in fast.rejects if r.reason == "adapter_error"}
+    rejected = fast.rejected.to_pylist()
+    errors = {r["source_row"]: r["detail"] for r in rejected if r["reason"] == "adapter_error"}
     assert sorted(errors) == [10_014, 10_015, 10_017]
-    assert fast.reasons["wrong_type"] == 3 and fast.reasons["prompt_mismatch"] >= 1
+    reasons = Counter(r["reason"] for r in rejected)
+    assert reasons["wrong_type"] == 3 and reasons["prompt_mismatch"] >= 1
     # The whitespace-only context difference and the text-before-marker export are rows, not rejects.
     rows = {r["source_row"]: r for r in a.select(["source_row", "prompt", "meta"]).to_pylist()}
     assert rows[10_011]["prompt"] == [{"role": "user", "content": "hi"}]
@@ -248,7 +252,7 @@ def test_no_rows_no_tables():
     empty = PairwiseColumns().to_table(format_name="f", source_file="s", run_id="r")
     assert empty.num_rows == 0 and empty.schema.equals(PAIRWISE)
     res = adapt_records([], get_adapter("hh-rlhf"), run_id="r", source_file="f", format_name="hh-rlhf")
-    assert res.tables == {} and res.rows_read == 0
+    assert res.tables == {} and res.rejected.num_rows == 0 and res.records_read == 0
 
 
 def test_conversation_column_layout_matches_from_pylist():

@@ -14,10 +14,18 @@ import pytest
 from schemas import gx_suites
 from schemas.canonical import PAIRWISE
 from schemas.records import binary, listwise, pairwise, ratings, to_table
-from schemas.validation import ValidationConfig, check_split_disjoint, validate_batch, validate_rows
+from schemas.step import REJECTED
+from schemas.validation import ValidateStep, ValidationConfig, check_split_disjoint, validate_batch
 
 HH = Path(__file__).resolve().parents[2] / "examples" / "data" / "hh_rlhf_harmless_base" / "test.jsonl.gz"
 U = [{"role": "user", "content": "How do I boil an egg?"}]
+
+
+def validate(table: pa.Table, shape: str, config: ValidationConfig | None = None) -> tuple[pa.Table, list[dict]]:
+    """``ValidateStep`` on one batch, as the executor calls it: kept rows and the rejected rows."""
+    res = ValidateStep(config)(table, shape)
+    assert res.rejected.schema == REJECTED
+    return res.kept, res.rejected.to_pylist()
 
 
 def A(text: str) -> list[dict]:
@@ -131,11 +139,11 @@ def good_for(shape: str) -> dict:
 @pytest.mark.parametrize("shape,make,reason", BAD, ids=[f"{s}-{r}-{i}" for i, (s, _, r) in enumerate(BAD)])
 def test_each_rule_rejects_its_violation_and_keeps_the_good_row(shape, make, reason):
     good, bad = good_for(shape), lineage(make(), 3)
-    kept, rejects = validate_rows(to_table([good, bad], shape), shape)
+    kept, rejects = validate(to_table([good, bad], shape), shape)
     assert kept.column("record_id").to_pylist() == [good["record_id"]]
     assert len(rejects) == 1
     r = rejects[0]
-    assert (r.reason, r.step, r.shape, r.record_id, r.source_file, r.source_row) == (
+    assert (r["reason"], r["step"], r["shape"], r["record_id"], r["source_file"], r["source_row"]) == (
         reason,
         "validate",
         shape,
@@ -143,58 +151,58 @@ def test_each_rule_rejects_its_violation_and_keeps_the_good_row(shape, make, rea
         "unit.jsonl",
         3,
     )
-    assert reason in r.detail
-    raw = orjson.loads(r.to_row("run-1")["raw"])
+    assert reason in r["detail"]
+    raw = orjson.loads(r["raw"])
     assert raw["record_id"] == bad["record_id"] and raw["prompt"] == bad["prompt"]
 
 
 @pytest.mark.parametrize("shape,make", GOOD, ids=[f"{s}-{i}" for i, (s, _) in enumerate(GOOD)])
 def test_valid_variants_pass(shape, make):
     row = make()
-    kept, rejects = validate_rows(to_table([row], shape), shape)
+    kept, rejects = validate(to_table([row], shape), shape)
     assert rejects == [] and kept.num_rows == 1
 
 
 def test_text_cap_is_configurable():
     row = pw(chosen=A("x" * 120))
-    assert validate_rows(to_table([row], "pairwise"), "pairwise")[0].num_rows == 1
-    kept, rejects = validate_rows(to_table([row], "pairwise"), "pairwise", ValidationConfig(max_text_bytes=100))
-    assert kept.num_rows == 0 and rejects[0].reason == "text_too_long"
-    assert "max_text_bytes" not in rejects[0].detail and "100" in rejects[0].detail
+    assert validate(to_table([row], "pairwise"), "pairwise")[0].num_rows == 1
+    kept, rejects = validate(to_table([row], "pairwise"), "pairwise", ValidationConfig(max_text_bytes=100))
+    assert kept.num_rows == 0 and rejects[0]["reason"] == "text_too_long"
+    assert "max_text_bytes" not in rejects[0]["detail"] and "100" in rejects[0]["detail"]
 
 
 def test_several_failures_reject_once_with_first_rule_and_the_rest_in_detail():
     row = pw(chosen=A("Same " * 40), rejected=A("Same " * 40), origin="crowd")
-    kept, rejects = validate_rows(to_table([row], "pairwise"), "pairwise", ValidationConfig(max_text_bytes=50))
+    kept, rejects = validate(to_table([row], "pairwise"), "pairwise", ValidationConfig(max_text_bytes=50))
     assert kept.num_rows == 0 and len(rejects) == 1
-    assert rejects[0].reason == "chosen_equals_rejected"
-    assert "invalid_origin" in rejects[0].detail and "text_too_long" in rejects[0].detail
+    assert rejects[0]["reason"] == "chosen_equals_rejected"
+    assert "invalid_origin" in rejects[0]["detail"] and "text_too_long" in rejects[0]["detail"]
 
 
 def test_missing_column_rejects_every_row_as_schema_mismatch():
     rows = [pw(i=i, chosen=A(f"answer {i}")) for i in range(3)]
     table = to_table(rows, "pairwise").drop_columns(["label"])
-    kept, rejects = validate_rows(table, "pairwise")
+    kept, rejects = validate(table, "pairwise")
     assert kept.num_rows == 0 and kept.schema == PAIRWISE
-    assert [r.reason for r in rejects] == ["schema_mismatch"] * 3
-    assert [r.source_row for r in rejects] == [0, 1, 2]
-    assert "'label' is missing" in rejects[0].detail
+    assert [r["reason"] for r in rejects] == ["schema_mismatch"] * 3
+    assert [r["source_row"] for r in rejects] == [0, 1, 2]
+    assert "'label' is missing" in rejects[0]["detail"]
 
 
 def test_untypable_column_is_schema_mismatch_but_castable_one_is_kept():
     table = to_table([pw(i=1), pw(i=2, chosen=A("other"))], "pairwise")
     idx = table.schema.get_field_index("source_row")
     as_int32 = table.set_column(idx, "source_row", table["source_row"].cast(pa.int32()))
-    kept, rejects = validate_rows(as_int32, "pairwise")
+    kept, rejects = validate(as_int32, "pairwise")
     assert rejects == [] and kept.schema.field("source_row").type == pa.int64()
     as_text = table.set_column(idx, "source_row", pa.array(["one", "two"]))
-    kept, rejects = validate_rows(as_text, "pairwise")
-    assert kept.num_rows == 0 and {r.reason for r in rejects} == {"schema_mismatch"}
-    assert "source_row" in rejects[0].detail
+    kept, rejects = validate(as_text, "pairwise")
+    assert kept.num_rows == 0 and {r["reason"] for r in rejects} == {"schema_mismatch"}
+    assert "source_row" in rejects[0]["detail"]
 
 
 def test_empty_table():
-    kept, rejects = validate_rows(PAIRWISE.empty_table(), "pairwise")
+    kept, rejects = validate(PAIRWISE.empty_table(), "pairwise")
     assert kept.num_rows == 0 and rejects == []
 
 
@@ -257,9 +265,9 @@ def test_real_hh_rows_match_the_reference_rules(hh_rows):
     rows[11] = mutate(rows[11], prompt=rows[11]["prompt"] + rows[11]["chosen"])
     rows[13] = mutate(rows[13], prompt=[{"role": "system", "content": "sys"}] + rows[13]["prompt"])  # still valid
     cap = 4000
-    kept, rejects = validate_rows(to_table(rows, "pairwise"), "pairwise", ValidationConfig(max_text_bytes=cap))
+    kept, rejects = validate(to_table(rows, "pairwise"), "pairwise", ValidationConfig(max_text_bytes=cap))
     expected = {r["record_id"]: _reference_reason(r, cap) for r in rows}
-    got = {r.record_id: r.reason for r in rejects}
+    got = {r["record_id"]: r["reason"] for r in rejects}
     assert got == {k: v for k, v in expected.items() if v is not None}
     assert kept.num_rows + len(rejects) == len(rows)
     assert set(kept.column("record_id").to_pylist()) == {k for k, v in expected.items() if v is None}
@@ -271,13 +279,13 @@ def test_real_hh_rows_match_the_reference_rules(hh_rows):
 
 def test_mixed_batch_keeps_good_rows_around_bad_ones_and_counts_add_up(hh_rows):
     clean = hh_rows[:300]
-    alone_kept, alone_rej = validate_rows(to_table(clean, "pairwise"), "pairwise")
+    alone_kept, alone_rej = validate(to_table(clean, "pairwise"), "pairwise")
     bad = [pw(i=900, label="nope"), pw(i=901, chosen=A("dup"), rejected=A("dup")), mutate(pw(i=902), origin=None)]
     mixed = [bad[0]] + clean[:150] + [bad[1]] + clean[150:] + [bad[2]]
-    kept, rejects = validate_rows(to_table(mixed, "pairwise"), "pairwise")
+    kept, rejects = validate(to_table(mixed, "pairwise"), "pairwise")
     assert kept.num_rows + len(rejects) == len(mixed)
     assert kept.column("record_id").to_pylist() == alone_kept.column("record_id").to_pylist()
-    by_id = {r.record_id: r.reason for r in rejects}
+    by_id = {r["record_id"]: r["reason"] for r in rejects}
     assert [by_id[b["record_id"]] for b in bad] == ["invalid_label", "chosen_equals_rejected", "missing_field"]
     assert len(rejects) == len(alone_rej) + 3
 
@@ -286,24 +294,24 @@ def test_chunked_and_sliced_tables_give_the_same_answer(hh_rows):
     rows = hh_rows[:400]
     table = to_table(rows, "pairwise")
     chunked = pa.concat_tables([table.slice(0, 123), table.slice(123, 200), table.slice(323)])
-    a_kept, a_rej = validate_rows(table, "pairwise")
-    b_kept, b_rej = validate_rows(chunked, "pairwise")
+    a_kept, a_rej = validate(table, "pairwise")
+    b_kept, b_rej = validate(chunked, "pairwise")
     assert a_kept.column("record_id").to_pylist() == b_kept.column("record_id").to_pylist()
-    assert [(r.record_id, r.reason) for r in a_rej] == [(r.record_id, r.reason) for r in b_rej]
-    s_kept, s_rej = validate_rows(table.slice(57, 100), "pairwise")
-    ref = validate_rows(to_table(rows[57:157], "pairwise"), "pairwise")
+    assert [(r["record_id"], r["reason"]) for r in a_rej] == [(r["record_id"], r["reason"]) for r in b_rej]
+    s_kept, s_rej = validate(table.slice(57, 100), "pairwise")
+    ref = validate(to_table(rows[57:157], "pairwise"), "pairwise")
     assert s_kept.column("record_id").to_pylist() == ref[0].column("record_id").to_pylist()
-    assert [r.record_id for r in s_rej] == [r.record_id for r in ref[1]]
+    assert [r["record_id"] for r in s_rej] == [r["record_id"] for r in ref[1]]
 
 
 def test_gx_context_and_suites_are_built_once():
-    validate_rows(to_table([pw()], "pairwise"), "pairwise")
+    validate(to_table([pw()], "pairwise"), "pairwise")
     g = gx_suites._gx()
     assert g is gx_suites._gx()
     suite = g.context.suites.get("rows_pairwise")
     assert len(suite.expectations) == len(gx_suites.ROW_RULES["pairwise"])
     assert {e.meta["reason"] for e in suite.expectations} >= {"chosen_equals_rejected", "roles_not_alternating"}
-    validate_rows(to_table([pw()], "pairwise"), "pairwise", ValidationConfig(max_text_bytes=10))
+    validate(to_table([pw()], "pairwise"), "pairwise", ValidationConfig(max_text_bytes=10))
     assert g.context.suites.get("rows_pairwise").expectations[0].id == suite.expectations[0].id
 
 
@@ -358,8 +366,8 @@ def test_duplicate_record_ids_fail():
     assert t["record_id"][3].as_py() in report.text
 
 
-def test_validate_rows_then_batch_on_real_data(hh_rows):
-    kept, rejects = validate_rows(to_table(hh_rows, "pairwise"), "pairwise")
+def test_validate_step_then_batch_on_real_data(hh_rows):
+    kept, rejects = validate(to_table(hh_rows, "pairwise"), "pairwise")
     report = validate_batch(kept, "pairwise", rejected=len(rejects))
     assert report.success, report.text
     assert f"{len(rejects)} rejected" in report.text
@@ -375,6 +383,43 @@ def test_split_disjoint():
 
 
 def test_unknown_role_is_not_also_counted_as_an_order_break():
-    kept, rejects = validate_rows(to_table([pw(prompt=[{"role": "human", "content": "q"}])], "pairwise"), "pairwise")
-    assert rejects[0].reason == "invalid_role"
-    assert "roles_not_alternating" not in rejects[0].detail and "judged_turn_not_assistant" in rejects[0].detail
+    kept, rejects = validate(to_table([pw(prompt=[{"role": "human", "content": "q"}])], "pairwise"), "pairwise")
+    assert rejects[0]["reason"] == "invalid_role"
+    assert "roles_not_alternating" not in rejects[0]["detail"] and "judged_turn_not_assistant" in rejects[0]["detail"]
+
+
+def test_validate_step_counts_by_itself_and_names_its_rejects():
+    rows = [pw(i=0), pw(i=1, chosen=A("dup"), rejected=A("dup")), pw(i=2, label="nope"), pw(i=3, chosen=A("ok"))]
+    step = ValidateStep(name="validate_again")
+    res = step(to_table(rows, "pairwise"), "pairwise")
+    assert res.kept.num_rows == 2 and set(res.rejected.column("step").to_pylist()) == {"validate_again"}
+    c = step.take_counts()
+    assert (c.step, c.rows_in, c.rows_kept, c.rows_rejected, c.rows_duplicate) == ("validate_again", 4, 2, 2, 0)
+    assert dict(c.reasons) == {"chosen_equals_rejected": 1, "invalid_label": 1}
+    assert step.take_counts().rows_in == 0  # taken: the next bundle starts from zero
+
+
+def test_validate_step_needs_the_shape():
+    from schemas.step import StepError
+
+    with pytest.raises(StepError, match="shape"):
+        ValidateStep()(to_table([pw()], "pairwise"))
+
+
+def test_validation_failed_is_a_one_line_prefmill_error_with_exit_code_1():
+    from schemas.errors import PrefmillError
+    from schemas.validation import ValidationFailed
+
+    report = validate_batch(_pairs(30, 20), "pairwise")
+    e = ValidationFailed([report])
+    assert isinstance(e, PrefmillError) and e.exit_code == 1 and not e.transient
+    assert str(e).startswith("validation failed; nothing was committed") and "tie_rate" in str(e)
+
+
+def test_ingest_steps_are_registered():
+    from schemas.ingest import AdaptSource
+    from schemas.registry import STEPS
+
+    assert STEPS.get("validate").obj is ValidateStep and STEPS.get("adapt").obj is AdaptSource
+    step = STEPS.get("validate").obj(STEPS.get("validate").settings({"max_text_bytes": 10}))
+    assert step.config.max_text_bytes == 10 and STEPS.get("validate").extra["stage"] == "ingest"
