@@ -53,7 +53,7 @@ def first_model(url: str) -> str:
     models = [m.get("id") for m in data.get("data") or [] if isinstance(m, dict) and m.get("id")]
     if not models:
         raise SystemExit(f"{root}/v1/models lists no model: pass --model")
-    return models[0]
+    return str(models[0])
 
 
 def run(url: str, model: str, items: list, position: str, concurrency: int) -> tuple[dict, dict]:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "fake-judge"
@@ -28,6 +29,7 @@ def start_server(latency_ms: float) -> tuple[subprocess.Popen, str]:
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line.startswith("PORT "):
         proc.kill()
@@ -50,7 +52,7 @@ def checked(url: str, n: int, name: str, fn, *args) -> tuple[float, float]:
     return rps, cpu
 
 
-def messages(i: int, tag: str) -> list[dict]:
+def messages(i: int, tag: str) -> list[Any]:
     return [
         {"role": "system", "content": "You are an impartial judge."},
         {"role": "user", "content": f"[{tag}] Which response is better for prompt {i}? A or B."},
@@ -112,10 +114,12 @@ def main(argv: list[str] | None = None) -> dict:
         ours, base, ours_cpu, base_cpu = [], [], [], []
         for r in range(args.rounds):
             rps, cpu = checked(url, args.n, "prefmill", bench_prefmill, args.concurrency, f"p{r}")
-            ours.append(rps), ours_cpu.append(cpu)
+            ours.append(rps)
+            ours_cpu.append(cpu)
             print(f"round {r}: prefmill {rps:.0f} req/s ({cpu:.0f} client CPU-us/req)", flush=True)
             rps, cpu = checked(url, args.n, "baseline", bench_baseline, args.concurrency, f"b{r}")
-            base.append(rps), base_cpu.append(cpu)
+            base.append(rps)
+            base_cpu.append(cpu)
             print(f"round {r}: baseline {rps:.0f} req/s ({cpu:.0f} client CPU-us/req)", flush=True)
     finally:
         proc.kill()

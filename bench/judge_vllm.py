@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
 def make_prompts(n: int) -> list[str]:
@@ -36,7 +37,7 @@ def make_prompts(n: int) -> list[str]:
     return [f"Request {i}: explain {topics[i % len(topics)]} in one sentence." for i in range(n)]
 
 
-SAMPLING = {"temperature": 0.0, "seed": 0}
+SAMPLING: dict[str, Any] = {"temperature": 0.0, "seed": 0}
 TOKENS: dict[str, int] = {}  # completion tokens of each side's last round: proves both did the same work
 
 

@@ -15,23 +15,18 @@ changes nothing publishes nothing (``no_change``).
 
 from __future__ import annotations
 
-import logging
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow as pa
-
-from judges.errors import EngineUnreachable
-from pipelines.ingest import counts_dir_for
-from pipelines.judge import STEP, VERDICT_COLUMNS, JudgeCounts, JudgeSpec, judged_dir_for, run_judge
-from warehouse import CommitResult, RunCounts, StepCount, Warehouse
+from judges.engines import Endpoint, EngineSpec, check_price
+from judges.errors import EngineUnreachable, JudgeError
+from judges.judge_step import VERDICT_COLUMNS, JudgeCounts, drop_verdicts
+from pipelines.executor import write_parquet
+from pipelines.judge import run_judge
+from schemas.step import as_quarantine
+from warehouse import CommitResult, Warehouse, run_counts, step_counts
 
 CACHE_FILE = "judge_cache.sqlite"  # under the warehouse root: shared by every judge and synthesize run
-
-
-class JudgeError(ValueError):
-    """Bad judge arguments or a dataset that cannot be judged: a one-line message, nothing started."""
 
 
 @dataclass
@@ -52,76 +47,6 @@ class JudgeReport:
 
 def cache_path(wh: Warehouse) -> Path:
     return wh.root / CACHE_FILE
-
-
-def check_price(max_usd: float | None, gpu_usd_per_hour: float) -> None:
-    if max_usd is not None and max_usd <= 0:
-        raise JudgeError(f"--max-usd must be positive, got {max_usd}")
-    if gpu_usd_per_hour < 0:
-        raise JudgeError(f"--gpu-usd-per-hour must be ≥ 0, got {gpu_usd_per_hour}")
-    if max_usd is not None and gpu_usd_per_hour == 0:
-        raise JudgeError("--max-usd needs a price: pass --gpu-usd-per-hour (the GPU rental price)")
-
-
-def probe_revision(base_url: str, model: str, **engine_options) -> str:
-    """The served model's revision, or a clear error when the server is down or does not serve ``model``."""
-    from judges.http_engine import HTTPEngine
-
-    opts = {
-        k: v
-        for k, v in engine_options.items()
-        if k in ("connect_timeout_s", "max_retries", "backoff_base_s", "backoff_max_s", "api_key")
-    }
-    log = logging.getLogger("judges.http_engine")
-    level = log.level
-    log.setLevel(logging.ERROR)  # its "model not listed" warning: the error below says it better
-    try:
-        with HTTPEngine(base_url, model, **opts) as probe:
-            revision = probe.model_revision()  # raises EngineUnreachable
-    finally:
-        log.setLevel(level)
-    if not revision:
-        raise EngineUnreachable(
-            f"model {model!r} is not listed by {base_url.rstrip('/')}/v1/models "
-            "(check --model against what the server serves)"
-        )
-    return revision
-
-
-def _metrics(counts: JudgeCounts, spec: JudgeSpec, attempted: int) -> dict:
-    e = counts.engine
-    return {
-        "judge": {
-            "model": spec.model,
-            "revision": spec.revision,
-            "base_url": spec.base_url,
-            "rows_attempted": attempted,
-            "rows_judged": counts.rows_judged,
-            "rows_rejected": counts.rows_rejected,
-            "reasons": dict(counts.reasons),
-            "budget_exhausted": counts.budget_exhausted > 0,
-            "cache_hits": e["cache_hits"],
-            "cache_misses": e["cache_misses"],
-            "requests_sent": e["sent"],
-            "retries": e["retries"],
-            "prompt_tokens": e["prompt_tokens"],
-            "completion_tokens": e["completion_tokens"],
-            "gpu_seconds": e["busy_seconds"],
-            "cost_usd": e["cost_usd"],
-            "errors": dict(counts.errors),
-            "usd_per_judged_row": e["cost_usd"] / counts.rows_judged if counts.rows_judged else None,
-            "max_usd": spec.max_usd,
-            "gpu_usd_per_hour": spec.gpu_usd_per_hour,
-        }
-    }
-
-
-def _with_nulls(table: pa.Table, like: pa.Schema) -> pa.Table:
-    """Rows that were not judged (beyond --limit) with null verdict columns."""
-    for name in VERDICT_COLUMNS:
-        f = like.field(name)
-        table = table.append_column(f, pa.nulls(table.num_rows, f.type))
-    return table
 
 
 def judge_dataset(
@@ -159,57 +84,50 @@ def judge_dataset(
         "limit": limit,
         "max_requests": max_requests,
     }
-    run_id = wh.begin_run("judge", dataset, params)
-    staging = wh.staging_dir(run_id)
-    try:
+    with wh.run("judge", dataset, params) as run:
         table = wh.read(dataset, "pairwise", parent)
         if table.num_rows == 0:
             raise JudgeError(f"{dataset}@{parent[:12]} has no pairwise rows to judge")
-        table = table.drop_columns([c for c in VERDICT_COLUMNS if c in table.column_names])  # a rerun replaces them
-        spec = JudgeSpec(
-            base_url,
-            model,
-            probe_revision(base_url, model, **(engine_options or {})),
+        spec = EngineSpec(
+            {"judge": Endpoint(base_url, model)},
             str(cache_path(wh)),
             concurrency,
             max_usd,
             max_requests,
             gpu_usd_per_hour,
             dict(engine_options or {}),
-            dict(verdict_options or {}),
+        ).probed()
+        res = run_judge(
+            drop_verdicts(table),  # a rerun replaces them
+            spec,
+            work=run.work,
+            run_id=run.run_id,
+            verdict_options=verdict_options,
+            limit=limit,
+            batch_rows=batch_rows,
+            beam_args=beam_args,
         )
-        n = table.num_rows if limit is None else min(limit, table.num_rows)
-        judged, counts = run_judge(
-            table.slice(0, n), spec, run_id=run_id, staging=staging, batch_rows=batch_rows, beam_args=beam_args
-        )
-        if counts.fatal:
-            raise EngineUnreachable(f"judging stopped, nothing was published: {counts.fatal}")
-        if n < table.num_rows:
-            judged = pa.concat_tables([judged, _with_nulls(table.slice(n), judged.schema)])
-        metrics = _metrics(counts, spec, n)
-        wh.set_run_metrics(run_id, metrics)
-        steps = [StepCount(STEP, rows_in=n, rows_kept=counts.rows_judged, rows_rejected=counts.rows_rejected)]
-        rc = RunCounts(records_read=table.num_rows, rows_read=table.num_rows, rows_kept=table.num_rows, rows_rejected=0)
-        result = wh.commit_derived(
-            run_id,
-            dataset,
+        if res.fatal is not None:
+            raise EngineUnreachable(
+                f"judging stopped, nothing was published: {type(res.fatal).__name__}: {res.fatal}"
+            ) from res.fatal
+        assert res.table is not None
+        if res.rejected.num_rows:
+            write_parquet(as_quarantine(res.rejected), run.staging / "quarantine" / "judge.parquet")
+        metrics = res.counts.metrics(spec, table.num_rows - res.rows_not_attempted)
+        run.metrics(metrics)
+        result = run.commit_derived(
             parent,
-            {"pairwise": judged},
+            {"pairwise": res.table},
             None,
-            rc,
-            steps,
+            run_counts([res.read, *res.steps]),
+            step_counts(res.steps),
             extra={
                 "judge": {k: metrics["judge"][k] for k in ("model", "revision")},
-                "judge_params": {"verdict_options": spec.verdict_options},
+                "judge_params": {"verdict_options": dict(verdict_options or {})},
             },
         )
-    except BaseException as e:
-        wh.fail_run(run_id, f"{type(e).__name__}: {e}")
-        raise
-    finally:
-        for d in (counts_dir_for(staging), judged_dir_for(staging)):
-            shutil.rmtree(d, ignore_errors=True)
-    return JudgeReport(run_id, dataset, parent, counts, result, table.num_rows, table.num_rows - n, metrics)
+    return JudgeReport(run.run_id, dataset, parent, res.counts, result, table.num_rows, res.rows_not_attempted, metrics)
 
 
 def summary(rep: JudgeReport) -> dict:
@@ -272,4 +190,12 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-__all__ = ["judge_dataset", "judge_flow", "JudgeReport", "JudgeError", "summary", "cache_path", "CACHE_FILE"]
+__all__ = [
+    "judge_dataset",
+    "JudgeReport",
+    "JudgeError",
+    "summary",
+    "cache_path",
+    "CACHE_FILE",
+    "VERDICT_COLUMNS",
+]

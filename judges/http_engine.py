@@ -94,7 +94,8 @@ class _CacheWriter:
         if not items:
             return
         try:
-            self.cache.put_many(((k, r, resp) for k, r, resp, _ in items), self.revision)
+            if self.cache is not None:
+                self.cache.put_many(((k, r, resp) for k, r, resp, _ in items), self.revision)
         except Exception as exc:  # a full disk loses resumability, not the rows already answered
             log.error("request cache write failed (%d rows will be re-sent on resume): %s", len(items), exc)
         for _, _, resp, idxs in items:
@@ -247,7 +248,8 @@ class HTTPEngine:
                 resp = await self._send(state, requests[idxs[0]])
                 if not resp.ok:
                     self.stats.failures += len(idxs)
-                    self.stats.errors[resp.error] = self.stats.errors.get(resp.error, 0) + len(idxs)
+                    err = resp.error or "failed"
+                    self.stats.errors[err] = self.stats.errors.get(err, 0) + len(idxs)
                 writer.add(key, requests[idxs[0]], resp, idxs)
 
         workers = [asyncio.ensure_future(worker()) for _ in range(min(self.concurrency, len(todo)))]
@@ -355,12 +357,13 @@ class HTTPEngine:
             if loop in self._states:
                 asyncio.run_coroutine_threadsafe(self.aclose(), loop).result(10)
             loop.call_soon_threadsafe(loop.stop)
-            self._thread.join(10)
+            if self._thread is not None:
+                self._thread.join(10)
             loop.close()
             self._thread_loop = self._thread = None
         for lp, st in list(self._states.items()):  # clients of other loops: close their sockets if we can
             if not lp.is_closed():
-                lp.call_soon_threadsafe(lambda s=st: asyncio.ensure_future(s.client.aclose()))
+                lp.call_soon_threadsafe(_close_client, st)
         self._states.clear()
 
     def __enter__(self) -> HTTPEngine:
@@ -368,6 +371,10 @@ class HTTPEngine:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _close_client(st: _LoopState) -> None:
+    asyncio.ensure_future(st.client.aclose())
 
 
 def _budget_detail(b: Budget) -> str:

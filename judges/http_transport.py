@@ -22,7 +22,7 @@ import asyncio
 import ssl
 import time
 from collections import deque
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import httpx
 
@@ -42,10 +42,10 @@ class _Conn(asyncio.Protocol):
         self._head: tuple[int, list[tuple[bytes, bytes]], int, bool, bool] | None = None
 
     # asyncio.Protocol callbacks ---------------------------------------------------------------
-    def connection_made(self, transport):  # type: ignore[override]
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
 
-    def connection_lost(self, exc):  # type: ignore[override]
+    def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         w = self._waiter
         if w is None or w.done():
@@ -55,7 +55,7 @@ class _Conn(asyncio.Protocol):
         else:
             w.set_exception(httpx.RemoteProtocolError("server disconnected without sending a complete response"))
 
-    def eof_received(self):  # type: ignore[override]
+    def eof_received(self) -> bool:
         return False  # close our side too
 
     def data_received(self, data: bytes) -> None:
@@ -81,6 +81,7 @@ class _Conn(asyncio.Protocol):
         self._waiter = w = loop.create_future()
         self._buf.clear()
         self._head = None
+        assert self.transport is not None, "roundtrip on a connection that was never made"
         self.transport.write(data)
         timer = loop.call_later(timeout, _expire, w) if timeout else None
         try:

@@ -424,7 +424,7 @@ def flip_report(
         clean_ix = len(vitems)
         vitems.append((ptext, chosen, rejected))
         keep.update({_key(template, ptext, chosen, rejected), _key(template, ptext, rejected, chosen)})
-        per = []
+        per: list[tuple[str, Any]] = []
         for p in payloads:
             if p.names_letter:
                 as_b, as_a = inject(rejected, p, position, "B"), inject(rejected, p, position, "A")
@@ -455,7 +455,7 @@ def flip_report(
         reason = (h1.reason if p_ab is None else None) or (h2.reason if p_ba is None else None)
         return _Side(p_ab, p_ba, reason)
 
-    clean_stats = {
+    clean_stats: dict[str, Any] = {
         "judged": 0,
         "rejected": 0,
         "reasons": Counter(),
@@ -471,7 +471,7 @@ def flip_report(
             clean_stats["judged"] += 1
             clean_stats["chosen_preferred"] += clean.prob >= 0.5  # type: ignore[operator]
             clean_stats["chosen_preferred_single"] += clean.p_ab >= 0.5  # type: ignore[operator]
-            clean_stats["mean_prob_chosen"] += clean.prob  # type: ignore[operator]
+            clean_stats["mean_prob_chosen"] += clean.prob
         else:
             clean_stats["rejected"] += 1
             clean_stats["reasons"][clean.reason or "unknown"] += 1

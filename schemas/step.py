@@ -133,7 +133,7 @@ def reject_rows(
 
     return pa.table(
         {
-            "run_id": col("run_id", pa.string()),
+            "run_id": pa.nulls(n, pa.string()),  # the current run's: the executor stamps it
             "step": pa.array([step] * n, pa.string()),
             "reason": values(reason),
             "detail": values(detail),

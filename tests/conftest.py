@@ -6,6 +6,9 @@ import pytest
 from schemas import environment
 
 environment.apply()  # before any test module imports Prefect, GX or transformers
+
+# Fixture modules shared by several test folders (the fake OpenAI server, ...).
+pytest_plugins = ["tests.judges.fixtures"]
 # Prefect logs "Stopping temporary server" at exit, after pytest closed its streams.
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 

@@ -5,10 +5,11 @@ Conventions every generator follows:
 - rows are built with ``schemas.records`` builders (``pairs``: pairwise rows, ``listwise``: listwise rows,
   ``sft``: *binary rows with ``label=True``* — a kept (prompt, completion) to fine-tune on — with
   ``policy="<method>:sft"`` so they never mix with KTO feedback by accident);
-- ``diagnostics`` holds plain dicts (not exported): scored items the method decided not to keep;
-- ``dropped`` counts every dropped item with a snake_case reason; nothing disappears silently.
-  The unit of a count is the item at that stage (a candidate response, a prompt, a pair), named by the
-  reason's prefix where it is ambiguous;
+- every dropped item is a row: ``res.drop(reason)`` adds a ``Reject`` (step ``<method>``) with a
+  snake_case reason; nothing disappears silently. The unit is the item at that stage (a candidate
+  response, a prompt, a pair), named by the reason's prefix where it is ambiguous;
+- a scored item the method decided not to keep carries its diagnostic (a plain dict, never exported)
+  on its drop: ``res.drop(reason, diagnostic=d)`` (step ``diagnostic:<method>``, the dict as ``raw``);
 - a malformed model output degrades one item (a counted drop), never the batch.
 """
 
@@ -17,25 +18,54 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.errors import PrefmillError
+from schemas.step import Reject
+
 GENERATOR_VERSION = "1"
+DIAGNOSTIC = "diagnostic:"  # step prefix of a drop that carries a diagnostic
 
 
-class GeneratorError(ValueError):
+class GeneratorError(PrefmillError, ValueError):
     """Input a generator cannot start from (no prompts, no seeds, bad config): a clear message, no traceback."""
 
 
 @dataclass
 class GeneratorResult:
+    """Rows by kind (``pairs`` → pairwise, ``listwise``, ``sft`` → binary) and one ``Reject`` per drop."""
+
+    method: str = ""
     pairs: list[dict] = field(default_factory=list)
     listwise: list[dict] = field(default_factory=list)
     sft: list[dict] = field(default_factory=list)
-    diagnostics: list[dict] = field(default_factory=list)
-    dropped: Counter = field(default_factory=Counter)
+    rejects: list[Reject] = field(default_factory=list)
     stats: dict = field(default_factory=dict)
+
+    def drop(self, reason: str, n: int = 1, *, diagnostic: dict | None = None) -> None:
+        """``n`` items dropped for ``reason``; a diagnostic explains one drop (so ``n`` must be 1)."""
+        if diagnostic is not None:
+            if n != 1:
+                raise ValueError("a diagnostic explains exactly one drop")
+            self.rejects.append(Reject(f"{DIAGNOSTIC}{self.method}", reason, "", raw=diagnostic))
+            return
+        self.rejects.extend(Reject(self.method, reason, "") for _ in range(max(0, n)))
+
+    def drop_counts(self, counts: Mapping[str, int]) -> None:
+        for reason, n in counts.items():
+            self.drop(reason, n)
+
+    @property
+    def dropped(self) -> Counter:
+        """Drops per reason."""
+        return Counter(r.reason for r in self.rejects)
+
+    @property
+    def diagnostics(self) -> list[dict]:
+        """The diagnostics, in the order of their drops."""
+        return [r.raw for r in self.rejects if r.step.startswith(DIAGNOSTIC)]
 
 
 def template_id(name: str, text: str) -> str:
@@ -92,7 +122,7 @@ def provenance(
     **extra: Any,
 ) -> dict:
     """The ``meta.provenance`` block every generated row carries (what made it, with which prompts)."""
-    prov = {
+    prov: dict[str, Any] = {
         "method": method,
         "generator_version": GENERATOR_VERSION,
         "models": {k: (v if isinstance(v, str) or v is None else model_name(v)) for k, v in (models or {}).items()},
@@ -162,8 +192,3 @@ class CostMeter:
             "tokens_per_kept": tokens / kept if kept else None,
             "busy_seconds_per_kept": total["busy_seconds"] / kept if kept else None,
         }
-
-
-def drop_rate(kept: int, dropped: Counter) -> float | None:
-    total = kept + sum(dropped.values())
-    return None if total == 0 else sum(dropped.values()) / total

@@ -38,6 +38,7 @@ from judges.generators.common import (
     require_items,
     rng_for,
 )
+from judges.generators.registry import GENERATORS, GeneratorInput
 from judges.templates import Template, fence, register
 from schemas import records
 from schemas.ids import conversation_id, normalise_text
@@ -166,10 +167,11 @@ class DemoPool:
         if k <= 0 or not self._items:
             return [[] for _ in queries]
         items = list(self._items)[::-1]  # newest first
+        orders: list[Any]
         if self.embed is None:
             orders = [range(len(items))] * len(queries)
         else:
-            sims = _unit_rows(self.embed(list(queries))) @ np.stack([v for _, v in items]).T
+            sims = _unit_rows(self.embed(list(queries))) @ np.stack([v for _, v in items if v is not None]).T
             orders = [np.argsort(-row, kind="stable") for row in sims]
         out = []
         for q, order in zip(queries, orders):
@@ -265,7 +267,7 @@ class CycleAlignConfig:
 def run_cyclealign(
     policy: Any,
     judge: Any,
-    prompts: Sequence[Any],
+    prompts: Sequence[Any] | None,
     config: CycleAlignConfig | None = None,
     *,
     static_demos: Sequence[Demo] = STATIC_DEMOS,
@@ -288,7 +290,7 @@ def run_cyclealign(
         pool = DemoPool(cfg.pool_capacity, embed)
     min_pool = cfg.pool_min_agreement if cfg.pool_min_agreement is not None else cfg.n_candidates - 1
     statics = list(static_demos)[: cfg.static_k]
-    res = GeneratorResult()
+    res = GeneratorResult(METHOD)
     meter = CostMeter({"policy": policy, "judge": judge})
     taus: list[float] = []
     per_round: list[dict] = []
@@ -321,7 +323,7 @@ def _one_round(
     res: GeneratorResult,
     taus: list[float],
 ) -> int:
-    drop = res.dropped
+    drop = res.drop
     sampling = cfg.sampling()
     samples = calls.generate(policy, prompts, n=cfg.n_candidates, seed=cfg.seed + rnd, **sampling)
 
@@ -329,22 +331,22 @@ def _one_round(
     live: list[tuple[list[dict], list[str]]] = []
     for msgs, out in zip(prompts, samples):
         if not out.ok:
-            drop[f"sample_{out.reason or 'failed'}"] += cfg.n_candidates
+            drop(f"sample_{out.reason or 'failed'}", cfg.n_candidates)
             continue
         cands, seen = [], set()
         for t in out.value:
             t = normalise_text(t or "")
             if not t:
-                drop["candidate_empty"] += 1
+                drop("candidate_empty")
             elif t in seen:
-                drop["candidate_duplicate"] += 1
+                drop("candidate_duplicate")
             else:
                 seen.add(t)
                 cands.append(t)
         if len(out.value) < cfg.n_candidates:  # the server returned fewer than n choices
-            drop["candidate_missing"] += cfg.n_candidates - len(out.value)
+            drop("candidate_missing", cfg.n_candidates - len(out.value))
         if len(cands) < 2:
-            drop["prompt_too_few_candidates"] += 1
+            drop("prompt_too_few_candidates")
             continue
         live.append((msgs, cands))
     if not live:
@@ -378,17 +380,15 @@ def _one_round(
         mine = lps[k : k + len(cands)]
         k += len(cands)
         if not out.ok:
-            drop[f"prompt_blackbox_{out.reason or 'failed'}"] += 1
+            drop(f"prompt_blackbox_{out.reason or 'failed'}")
             continue
         shown_order, reason = parse_ranking(out.value, len(cands), out.finish_reason)
         if shown_order is None:
-            drop[f"prompt_blackbox_{reason}"] += 1
-            res.diagnostics.append(
-                {"method": METHOD, "round": rnd, "prompt": msgs, "status": reason, "raw": (out.value or "")[:2000]}
-            )
+            diag = {"method": METHOD, "round": rnd, "prompt": msgs, "status": reason, "raw": (out.value or "")[:2000]}
+            drop(f"prompt_blackbox_{reason}", diagnostic=diag)
             continue
         if not all(o.ok for o in mine):
-            drop["prompt_whitebox_logprob_failed"] += 1
+            drop("prompt_whitebox_logprob_failed")
             continue
         r_b = [perm[p] for p in shown_order]
         r_w = whitebox_order([o.value.mean for o in mine], [o.value.sum for o in mine])
@@ -445,7 +445,7 @@ def _one_round(
                         )
                     )
         else:
-            drop["prompt_no_agreement"] += 1
+            drop("prompt_no_agreement")
         if len(r_a) >= min_pool:
             members = sorted(r_a)  # a partial agreement shows only the candidates it orders
             new_demos.append(
@@ -453,3 +453,17 @@ def _one_round(
             )
     pool.add(new_demos)  # after the round: every prompt of a round sees the same pool
     return len(new_demos)
+
+
+@GENERATORS.register(
+    METHOD,
+    config=CycleAlignConfig,
+    roles=("policy", "judge"),
+    shapes=("listwise", "pairwise"),
+    tags=("synthetic", "cyclealign", "arxiv:2310.16271"),
+    extra={"prompts": "required", "embed": True},
+)
+def generate(inp: GeneratorInput, config: CycleAlignConfig) -> GeneratorResult:
+    """White-box likelihoods and a black-box ranker agree on a ranking (listwise rows + pairs)."""
+    policy = inp.engines["policy"]
+    return run_cyclealign(policy, inp.engines.get("judge") or policy, inp.prompts, config, embed=inp.embed)

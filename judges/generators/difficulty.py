@@ -15,16 +15,32 @@ Left out: the idealised ranking accuracy needs the rater share α, which synthet
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from judges import engines as eng
+from judges.engines import EngineSpec
 from judges.generators import calls
-from judges.generators.common import CostMeter, GeneratorResult, model_name, require_items
+from judges.generators.common import model_name
+from schemas.registry import STEPS
+from schemas.step import Resources, Step, StepError, StepResult, reject_rows
 
-METHOD = "difficulty"
+STEP = "difficulty"
+ROLE = "reference"
+FIELDS = [
+    pa.field("ref_logratio", pa.float64()),
+    pa.field("ref_logratio_norm", pa.float64()),
+    pa.field("ref_correct", pa.bool_()),
+    pa.field("ref_correct_norm", pa.bool_()),
+    pa.field("flip_loss_threshold", pa.float64()),
+    pa.field("ref_model", pa.string()),
+    pa.field("difficulty_beta", pa.float64()),
+]
+COLUMNS = [f.name for f in FIELDS]
 
 
 def softplus(x: np.ndarray) -> np.ndarray:
@@ -47,58 +63,98 @@ def difficulty_columns(logp_w: Any, logp_l: Any, n_w: Any, n_l: Any, beta: float
     }
 
 
-@dataclass
+@dataclass(frozen=True)
 class DifficultyConfig:
     beta: float = 0.1  # DEFAULT
     chat_template: str | None = None
 
 
-def run_difficulty(reference: Any, pairs: Sequence[dict], config: DifficultyConfig | None = None) -> GeneratorResult:
-    """Pairwise rows in → the same rows (copies) with the difficulty columns added, in ``pairs``.
+@STEPS.register(
+    STEP,
+    config=DifficultyConfig,
+    shapes=("pairwise",),
+    roles=(ROLE,),
+    tags=("difficulty-features",),
+    extra={"stage": "judge"},
+)
+class DifficultyStep(Step):
+    """Pair difficulty under a reference model (log-ratio, flip-loss threshold) as columns.
 
-    Needs a single assistant message as chosen and as rejected (the judged turn); other rows and
-    rows whose logprobs fail are dropped with a reason.
-    """
-    cfg = config or DifficultyConfig()
-    rows = require_items(pairs, "pairs", "run_difficulty")
-    res = GeneratorResult()
-    meter = CostMeter({"reference": reference})
-    ok_rows, items = [], []
-    for row in rows:
-        ch, rj = row.get("chosen") or [], row.get("rejected") or []
-        if not isinstance(row.get("prompt"), list) or len(ch) != 1 or len(rj) != 1:
-            res.dropped["difficulty_unsupported_shape"] += 1
-            continue
-        ok_rows.append(row)
-        items += [(row["prompt"], ch[0]["content"]), (row["prompt"], rj[0]["content"])]
-    lps = calls.logprob(reference, items, chat_template=cfg.chat_template) if items else []
-    good, lw, ll, nw, nl = [], [], [], [], []
-    for i, row in enumerate(ok_rows):
-        w, l = lps[2 * i], lps[2 * i + 1]
-        if not (w.ok and l.ok):
-            res.dropped["difficulty_logprob_failed"] += 1
-            continue
-        good.append(row)
-        lw.append(w.value.sum), ll.append(l.value.sum), nw.append(w.value.n_tokens), nl.append(l.value.n_tokens)
-    cols = difficulty_columns(lw, ll, nw, nl, cfg.beta) if good else {}
-    ref = model_name(reference)
-    for i, row in enumerate(good):
-        extra = {k: (bool(v[i]) if v.dtype == bool else _num(v[i])) for k, v in cols.items()}
-        if extra["ref_logratio_norm"] is None:  # no token counts → no per-token verdict either
-            extra["ref_correct_norm"] = None
-        res.pairs.append({**row, **extra, "ref_model": ref, "difficulty_beta": cfg.beta})
-    n = len(res.pairs)
-    res.stats = {
-        "method": METHOD,
-        "beta": cfg.beta,
-        "ref_model": ref,
-        "rows": n,
-        "ref_correct_share": float(np.mean(cols["ref_correct"])) if n else None,
-        "median_ref_logratio": float(np.median(cols["ref_logratio"])) if n else None,
-        "cost": meter.finish(n),
-    }
-    return res
+    Annotates: a pair that cannot be scored keeps null columns and is a rejected row with its reason
+    (``difficulty_unsupported_shape``: the judged turn is not one assistant message on each side;
+    ``difficulty_logprob_failed``)."""
 
+    name = STEP
+    needs = ("prompt", "chosen", "rejected")
+    adds = tuple(COLUMNS)
+    shapes = ("pairwise",)
+    annotates = True
 
-def _num(x: float) -> float | None:
-    return None if np.isnan(x) else float(x)
+    def __init__(self, config: DifficultyConfig | None = None, *, spec: EngineSpec | None = None, engine: Any = None):
+        super().__init__()
+        if (spec is None) == (engine is None):
+            raise StepError("the difficulty step needs a reference engine spec or an engine (one of them)")
+        self.config = config or DifficultyConfig()
+        self.spec, self.engine, self._own = spec, engine, engine is None
+        ep = spec.endpoints[ROLE] if spec is not None else None
+        self.resources = Resources(endpoint=f"{ep.url} {ep.model}" if ep else None)
+
+    def setup(self) -> None:
+        if self.engine is None and self.spec is not None:
+            self.engine = self.spec.build()[ROLE]
+
+    def teardown(self) -> None:
+        if self._own and self.engine is not None:
+            eng.close_engines({ROLE: self.engine})
+            self.engine = None
+
+    def process(self, batch: pa.Table) -> StepResult:
+        if self.engine is None:
+            raise StepError("the difficulty step was not set up (call setup() first)")
+        cfg, n = self.config, batch.num_rows
+        one = pc.and_(
+            pc.equal(pc.list_value_length(batch.column("chosen")), 1),
+            pc.equal(pc.list_value_length(batch.column("rejected")), 1),
+        )
+        supported = pc.fill_null(one, False).to_numpy(zero_copy_only=False)
+        idx = np.flatnonzero(supported)
+        sub = batch.take(pa.array(idx, pa.int64()))
+        prompts = sub.column("prompt").to_pylist()
+        chosen = [c[0]["content"] for c in sub.column("chosen").to_pylist()]
+        rejected = [r[0]["content"] for r in sub.column("rejected").to_pylist()]
+        items = [x for p, c, r in zip(prompts, chosen, rejected) for x in ((p, c), (p, r))]
+        lps = calls.logprob(self.engine, items, chat_template=cfg.chat_template) if items else []
+        scored = np.array([lps[2 * i].ok and lps[2 * i + 1].ok for i in range(len(idx))], bool)
+        good = idx[scored]
+
+        def value(k: int, attr: str) -> list:
+            return [getattr(lps[2 * i + k].value, attr) for i in np.flatnonzero(scored)]
+
+        cols = difficulty_columns(
+            value(0, "sum"), value(1, "sum"), value(0, "n_tokens"), value(1, "n_tokens"), cfg.beta
+        )
+        no_norm = np.isnan(cols["ref_logratio_norm"])  # no token counts → no per-token verdict either
+        out = batch
+        for f in FIELDS:
+            full = np.full(n, None, dtype=object)
+            if f.name == "ref_model":
+                full[good] = model_name(self.engine)
+            elif f.name == "difficulty_beta":
+                full[good] = cfg.beta
+            else:
+                v = cols[f.name].astype(object)
+                if f.type == pa.float64():
+                    v[np.isnan(cols[f.name])] = None
+                elif f.name == "ref_correct_norm":
+                    v[no_norm] = None
+                full[good] = v
+            out = out.append_column(f, pa.array(full.tolist(), f.type))
+        reasons = np.full(n, "", dtype=object)
+        reasons[~supported] = "difficulty_unsupported_shape"
+        failed = idx[~scored]
+        reasons[failed] = "difficulty_logprob_failed"
+        bad = np.flatnonzero(reasons != "")
+        rej = reject_rows(
+            batch.take(pa.array(bad, pa.int64())), STEP, reasons[bad].tolist(), detail="", shape="pairwise"
+        )
+        return StepResult(out, rej)

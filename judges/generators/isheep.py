@@ -40,10 +40,12 @@ from judges.generators.common import (
     GeneratorError,
     GeneratorResult,
     model_name,
+    prompt_text,
     provenance,
     same_model,
     template_id,
 )
+from judges.generators.registry import GENERATORS, GeneratorInput
 from judges.generators.rouge import RougeIndex
 from schemas import records
 
@@ -327,7 +329,7 @@ def run_isheep(
 
     generator: the current model's engine (writes instructions and responses).
     seeds: SeedTasks, seed dicts or a seed JSONL path (default: the bundled self-instruct seeds);
-    unusable seeds are counted in ``dropped`` (``seed_*``).
+    unusable seeds are drops (``seed_*``).
     judge_mode: "current" (judge = generator, the paper's self-assessment) or "base" (judge = ``base``,
     the fixed base model, as the authors' script does).
     previous_instructions: earlier iterations' instructions, added to the ROUGE-L dedup set.
@@ -342,9 +344,9 @@ def run_isheep(
             raise GeneratorError(f"{name} must be auto|completion|chat, got {getattr(cfg, name)!r}")
     if judge_mode == "base" and base is None:
         raise GeneratorError("judge_mode='base' needs the base model engine (base=...)")
-    res = GeneratorResult()
+    res = GeneratorResult(METHOD)
     seeds, seed_rejects = load_seeds(DEFAULT_SEEDS if seeds is None else seeds)
-    res.dropped.update(seed_rejects)
+    res.drop_counts(seed_rejects)
     if not seeds:
         raise GeneratorError(f"run_isheep: no usable seed tasks (rejected: {dict(res.dropped)})")
     judge = generator if judge_mode == "current" else base
@@ -396,11 +398,11 @@ def _generate_instructions(
     rng = random.Random(f"{METHOD}|{cfg.seed}|{iteration}")
     max_batches = cfg.max_batches or 4 * math.ceil(cfg.num_instructions / cfg.batch_size)
     k = min(cfg.seeds_per_prompt, len(seeds))
-    sampling = {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens}
+    sampling: dict[str, Any] = {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens}
     if cfg.gen_stop:
         sampling["stop"] = list(cfg.gen_stop)
     accepted: list[tuple[str, str]] = []
-    drop = res.dropped
+    drop = res.drop
     for b in range(max_batches):
         if len(accepted) >= cfg.num_instructions:
             break
@@ -410,10 +412,10 @@ def _generate_instructions(
         )
         for out in outs:
             if not out.ok:
-                drop[f"generation_{out.reason or 'failed'}"] += 1
+                drop(f"generation_{out.reason or 'failed'}")
                 continue
             pairs, pdrops = parse_generated(out.value[0] if out.value else "", k + 1, cfg.drop_last_chunk)
-            drop.update(pdrops)
+            res.drop_counts(pdrops)
             for inst, inp in pairs:
                 why = instruction_problem(inst, inp, cfg.min_words, cfg.max_words)
                 if why is None:
@@ -421,10 +423,10 @@ def _generate_instructions(
                     if score > cfg.rouge_threshold:
                         why = "instruction_rouge_duplicate"
                 if why:
-                    drop[why] += 1
+                    drop(why)
                     continue
                 if len(accepted) >= cfg.num_instructions:
-                    drop["instruction_over_target"] += 1
+                    drop("instruction_over_target")
                     continue
                 index.add(inst)
                 accepted.append((inst, inp))
@@ -459,15 +461,15 @@ def _generate_responses(engine, instructions, cfg: ISheepConfig, iteration: int,
     items = []
     for (inst, inp), out in zip(instructions, outs):
         if not out.ok:
-            res.dropped[f"response_{out.reason or 'failed'}"] += n
+            res.drop(f"response_{out.reason or 'failed'}", n)
             continue
         if len(out.value) < n:
-            res.dropped["response_missing"] += n - len(out.value)
+            res.drop("response_missing", n - len(out.value))
         for text in out.value:
             text = clean_output(text)
             why = output_problem(inst, inp, text, reject_cjk=cfg.reject_cjk, skip=cfg.skip_output_rules)
             if why:
-                res.dropped[why] += 1
+                res.drop(why)
                 continue
             items.append({"instruction": inst, "input": inp, "output": text, "response_format": mode})
     return items
@@ -489,17 +491,17 @@ def _assess(judge, items: list[dict], cfg: ISheepConfig, judge_is_base: bool, re
     if not items:
         return []
     fmt = cfg.judge_format if cfg.judge_format != "auto" else ("completion" if judge_is_base else "chat")
-    drop = res.dropped
+    drop = res.drop
     survivors = []
     for it, (q, why) in zip(items, _score(judge, items, QUALITY_PROMPT, QUALITY_TEMPLATE_ID, fmt, cfg)):
         if q is None:
-            drop[f"quality_{why}"] += 1
+            drop(f"quality_{why}")
         else:
             survivors.append({**it, "quality_score": q})
     scored = []
     for it, (f, why) in zip(survivors, _score(judge, survivors, FOLLOWING_PROMPT, FOLLOWING_TEMPLATE_ID, fmt, cfg)):
         if f is None:
-            drop[f"following_{why}"] += 1
+            drop(f"following_{why}")
         else:
             scored.append({**it, "following_score": f, "judge_format": fmt})
     return scored
@@ -519,8 +521,8 @@ def _emit(scored: list[dict], cfg: ISheepConfig, prov: dict, iteration: int, res
         ok = passes(it["quality_score"], it["following_score"], cfg.threshold, cfg.score_filter)
         by_prompt[(it["instruction"], it["input"])]["kept" if ok else "rejected"].append(it)
         if not ok:
-            res.dropped["below_threshold"] += 1
-            res.diagnostics.append({"method": METHOD, "iteration": iteration, "status": "below_threshold", **it})
+            diag = {"method": METHOD, "iteration": iteration, "status": "below_threshold", **it}
+            res.drop("below_threshold", diagnostic=diag)
     for (inst, inp), grp in by_prompt.items():
         prompt = [{"role": "user", "content": user_text(inst, inp)}]
         for it in grp["kept"]:
@@ -547,7 +549,7 @@ def _emit(scored: list[dict], cfg: ISheepConfig, prov: dict, iteration: int, res
         for c in grp["kept"]:
             for r in grp["rejected"]:
                 if c["output"] == r["output"]:
-                    res.dropped["pair_chosen_equals_rejected"] += 1
+                    res.drop("pair_chosen_equals_rejected")
                     continue
                 margin = (c["quality_score"] + c["following_score"]) - (r["quality_score"] + r["following_score"])
                 meta = {
@@ -568,3 +570,32 @@ def _emit(scored: list[dict], cfg: ISheepConfig, prov: dict, iteration: int, res
                         meta=meta,
                     )
                 )
+
+
+def _limit_settings(limit: int) -> dict:
+    """I-SHEEP's unit is generated instructions: --limit N asks for N of them."""
+    return {"num_instructions": limit, "batch_size": min(limit, 32)}
+
+
+@GENERATORS.register(
+    METHOD,
+    config=ISheepConfig,
+    roles=("policy", "judge"),
+    shapes=("binary", "pairwise"),
+    tags=("synthetic", "isheep", "arxiv:2408.08072"),
+    extra={"prompts": "optional", "seeds": True, "limit_settings": _limit_settings},
+)
+def generate(inp: GeneratorInput, config: ISheepConfig) -> GeneratorResult:
+    """Self-instruct, self-answer, self-assess: SFT rows of the best answers and pairs against the rest."""
+    judge = inp.engines.get("judge")
+    seeds: Any = inp.seeds
+    if inp.prompts is not None:  # prompts given instead of seed tasks: each becomes an instruction seed
+        seeds = [SeedTask(prompt_text(p)) for p in inp.prompts]
+    return run_isheep(
+        inp.engines["policy"],
+        seeds,
+        config,
+        base=judge,
+        judge_mode="base" if judge is not None else "current",
+        iteration=inp.iteration or 0,
+    )

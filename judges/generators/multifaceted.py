@@ -36,6 +36,7 @@ from judges.generators.common import (
     require_items,
     rng_for,
 )
+from judges.generators.registry import GENERATORS, GeneratorInput
 from judges.templates import Template, register
 from schemas import records
 from schemas.ids import conversation_id, normalise_text
@@ -223,7 +224,7 @@ class MultifacetedConfig:
 
 def run_multifaceted(
     generator: Any,
-    instructions: Sequence[Any],
+    instructions: Sequence[Any] | None,
     config: MultifacetedConfig | None = None,
     *,
     taxonomy: Taxonomy | str | Path | None = None,
@@ -241,17 +242,17 @@ def run_multifaceted(
         raise GeneratorError(f"pairs_per_instruction must be 'one' or 'all', got {cfg.pairs_per_instruction!r}")
     tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy or DEFAULT_TAXONOMY)
     responder = responder if responder is not None else generator
-    res = GeneratorResult()
+    res = GeneratorResult(METHOD)
     meter = CostMeter({"generator": generator, "responder": responder})
     todo: list[str] = []
     for ins in require_items(instructions, "instructions", "run_multifaceted"):
         msgs = as_messages(ins)
         if any(m["role"] == "system" for m in msgs):
-            res.dropped["instruction_has_system"] += 1
+            res.drop("instruction_has_system")
         elif len(msgs) != 1 or msgs[0]["role"] != "user":
-            res.dropped["instruction_multi_turn"] += 1
+            res.drop("instruction_multi_turn")
         elif not normalise_text(msgs[0]["content"]):
-            res.dropped["instruction_empty"] += 1
+            res.drop("instruction_empty")
         else:
             todo.append(normalise_text(msgs[0]["content"]))
 
@@ -314,19 +315,19 @@ def _preference_sets(
         for ins, out in zip(need, outs):
             budget[ins] -= 1
             if not out.ok:
-                res.dropped[f"prefset_{out.reason or 'failed'}"] += 1
+                res.drop(f"prefset_{out.reason or 'failed'}")
                 continue
             pset, why = validate_preference_set(out.value, tax)
-            if why is None and not all(sets_distinct(pset, s, cfg.min_distinct_dims) for s in sets[ins]):
+            if pset is not None and not all(sets_distinct(pset, s, cfg.min_distinct_dims) for s in sets[ins]):
                 why = "prefset_duplicate"
-            if why:
-                res.dropped[why] += 1
+            if why or pset is None:
+                res.drop(why or "prefset_schema")
                 continue
             sets[ins].append(pset)
         attempt += 1
     for ins in todo:
         if len(sets[ins]) < k:
-            res.dropped["instruction_short_of_sets"] += 1
+            res.drop("instruction_short_of_sets")
     return sets
 
 
@@ -348,11 +349,11 @@ def _system_messages(
     for (ins, i, s), out in zip(jobs, outs):
         text = normalise_text(out.value or "") if out.ok else ""
         if not out.ok:
-            res.dropped[f"sysmsg_{out.reason or 'failed'}"] += 1
+            res.drop(f"sysmsg_{out.reason or 'failed'}")
         elif not text:
-            res.dropped["sysmsg_empty"] += 1
+            res.drop("sysmsg_empty")
         elif out.finish_reason == "length":
-            res.dropped["sysmsg_truncated"] += 1
+            res.drop("sysmsg_truncated")
         else:
             variants.append({"instruction": ins, "index": i, "preference_set": s, "system": text})
     return variants
@@ -369,9 +370,9 @@ def _responses(engine, variants: list[dict], cfg: MultifacetedConfig, res: Gener
     for v, out in zip(variants, outs):
         text = normalise_text(out.value or "") if out.ok else ""
         if not out.ok:
-            res.dropped[f"response_{out.reason or 'failed'}"] += 1
+            res.drop(f"response_{out.reason or 'failed'}")
         elif not text:
-            res.dropped["response_empty"] += 1
+            res.drop("response_empty")
         else:
             done.append({**v, "response": text, "finish_reason": out.finish_reason})
     return done
@@ -401,14 +402,14 @@ def _emit(variants: list[dict], cfg: MultifacetedConfig, prov: dict, responder: 
                 )
             )
         if len(vs) < 2:
-            res.dropped["instruction_no_sibling"] += 1
+            res.drop("instruction_no_sibling")
             continue
         rng = rng_for(METHOD, cfg.seed, conversation_id([{"role": "user", "content": ins}]))
         chosen_side = vs if cfg.pairs_per_instruction == "all" else [rng.choice(vs)]
         for c in chosen_side:
             siblings = [s for s in vs if s is not c and s["response"] != c["response"]]
             if not siblings:
-                res.dropped["pair_chosen_equals_rejected"] += 1
+                res.drop("pair_chosen_equals_rejected")
                 continue
             r = rng.choice(siblings)
             prompt = [{"role": "system", "content": c["system"]}, {"role": "user", "content": ins}]
@@ -431,3 +432,16 @@ def _emit(variants: list[dict], cfg: MultifacetedConfig, prov: dict, responder: 
                     },
                 )
             )
+
+
+@GENERATORS.register(
+    METHOD,
+    config=MultifacetedConfig,
+    roles=("policy",),
+    shapes=("binary", "pairwise"),
+    tags=("synthetic", "multifaceted", "arxiv:2405.17977"),
+    extra={"prompts": "required"},
+)
+def generate(inp: GeneratorInput, config: MultifacetedConfig) -> GeneratorResult:
+    """Preference sets → system messages → responses: SFT rows and pairs that differ by system message."""
+    return run_multifaceted(inp.engines["policy"], inp.prompts, config)

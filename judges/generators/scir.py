@@ -21,8 +21,8 @@ or no direction, but some RM below δ). Margin = the mean probability of the agr
 note's soft weight); ``confidence`` (meta) = the weakest RM's.
 
 Rejected pairs are *not* pairwise rows (a "tie" label would be exported as data): they go to
-``diagnostics`` as plain dicts with every score and ``scir_status`` — the warehouse keeps them as
-the diagnostic the paper is about — and are counted in ``dropped``.
+drops that carry a diagnostic (a plain dict with every score and ``scir_status``) — the warehouse
+keeps them as the diagnostic the paper is about.
 
 Iteration 0: policy == reference makes r ≡ 0 and P_I = ½, so nothing would pass. The implicit RM
 then *abstains* (its logprobs are not even requested) and the generative RM (plus the embedding RM
@@ -52,6 +52,7 @@ from judges.generators.common import (
     rng_for,
     same_model,
 )
+from judges.generators.registry import GENERATORS, GeneratorInput
 from judges.templates import PAIRWISE
 from schemas import records
 from schemas.ids import conversation_id, normalise_text
@@ -139,7 +140,7 @@ def run_scir(
     if not 0.5 <= cfg.min_confidence <= 1.0:
         raise GeneratorError("min_confidence is a probability in [0.5, 1]")
     judge = judge if judge is not None else policy
-    res = GeneratorResult()
+    res = GeneratorResult(METHOD)
     meter = CostMeter({"policy": policy, "reference": reference, "judge": judge})
     sampling = {
         "temperature": cfg.temperature,
@@ -159,9 +160,9 @@ def run_scir(
     kept_items = []
     for msgs, a, b in items:
         if not a or not b:
-            res.dropped["pair_empty_response"] += 1
+            res.drop("pair_empty_response")
         elif a == b:
-            res.dropped["pair_chosen_equals_rejected"] += 1
+            res.drop("pair_chosen_equals_rejected")
         else:
             kept_items.append((msgs, a, b))
     items = kept_items
@@ -188,7 +189,7 @@ def run_scir(
     for (msgs, a, b), v, pe in zip(items, verdicts, extra):
         if not v.ok:
             reason = v.reason or "failed"
-            res.dropped[f"pair_{reason}" if reason.startswith("judge_") else f"pair_judge_{reason}"] += 1
+            res.drop(f"pair_{reason}" if reason.startswith("judge_") else f"pair_judge_{reason}")
             continue
         scores: dict[str, Any] = {
             "p_generative": v.value,
@@ -199,7 +200,7 @@ def run_scir(
         if not implicit_abstains:
             la, lb = (lp.get((conversation_id(msgs), r)) for r in (a, b))
             if la is None or lb is None:
-                res.dropped["pair_logprob_failed"] += 1
+                res.drop("pair_logprob_failed")
                 continue
             r1, r2, p_sum = implicit_prob(cfg.beta, la["pol"].sum, la["ref"].sum, lb["pol"].sum, lb["ref"].sum)
             m1, m2, p_mean = implicit_prob(cfg.beta, la["pol"].mean, la["ref"].mean, lb["pol"].mean, lb["ref"].mean)
@@ -209,15 +210,15 @@ def run_scir(
         scores["p_implicit"] = p_impl
         if extra_rm is not None:
             if pe is None:
-                res.dropped["pair_extra_rm_failed"] += 1
+                res.drop("pair_extra_rm_failed")
                 continue
             scores[f"p_{extra_rm_name}"] = pe
         d = decide({"generative": v.value, "implicit": p_impl, extra_rm_name: pe}, cfg.min_confidence)
         status_counts[d.status] += 1
         if d.status != "consistent":
-            res.dropped[f"scir_{d.status}"] += 1
-            res.diagnostics.append(
-                {
+            res.drop(
+                f"scir_{d.status}",
+                diagnostic={
                     "method": METHOD,
                     "iteration": iteration,
                     "scir_status": d.status,
@@ -227,7 +228,7 @@ def run_scir(
                     "y2": b,
                     **scores,
                     "provenance": prov,
-                }
+                },
             )
             continue
         chosen, rejected = (a, b) if d.first_wins else (b, a)
@@ -284,25 +285,25 @@ def _sample_pairs(
         top_p=cfg.top_p,
         max_tokens=cfg.max_tokens,
     )
-    items = []
+    items: list[tuple[list[dict], str, str]] = []
     for msgs, out in zip(prompts, outs):
         if not out.ok:
-            res.dropped[f"sample_{out.reason or 'failed'}"] += cfg.n_samples
+            res.drop(f"sample_{out.reason or 'failed'}", cfg.n_samples)
             continue
         if len(out.value) < cfg.n_samples:
-            res.dropped["sample_missing"] += cfg.n_samples - len(out.value)
+            res.drop("sample_missing", cfg.n_samples - len(out.value))
         texts: list[str] = []
         for t in out.value:
             t = normalise_text(t or "")
             if not t:
-                res.dropped["sample_empty"] += 1
+                res.drop("sample_empty")
             elif t in texts:
-                res.dropped["sample_duplicate"] += 1
+                res.drop("sample_duplicate")
             else:
                 texts.append(t)
         combos = list(itertools.combinations(texts, 2))
         if not combos:
-            res.dropped["prompt_too_few_samples"] += 1
+            res.drop("prompt_too_few_samples")
             continue
         if cfg.pairing == "random_one":
             combos = [rng_for(METHOD, cfg.seed, iteration, conversation_id(msgs)).choice(combos)]
@@ -323,7 +324,7 @@ def _logprobs(policy, reference, items, cfg: SCIRConfig) -> dict[tuple[str, str]
 
 
 def _extra_probs(extra_rm, items) -> tuple[list[float | None], str | None]:
-    none = [None] * len(items)
+    none: list[float | None] = [None] * len(items)
     try:
         probs = list(
             extra_rm([prompt_text(m) for m, _, _ in items], [a for _, a, _ in items], [b for _, _, b in items])
@@ -341,3 +342,18 @@ def _prob(p: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return p if math.isfinite(p) and 0.0 <= p <= 1.0 else None
+
+
+@GENERATORS.register(
+    METHOD,
+    config=SCIRConfig,
+    roles=("policy", "judge", "reference"),
+    shapes=("pairwise",),
+    tags=("synthetic", "scir", "arxiv:2502.08922"),
+    extra={"prompts": "required"},
+)
+def generate(inp: GeneratorInput, config: SCIRConfig) -> GeneratorResult:
+    """Pairs on which the model's internal reward models (generative and implicit DPO) agree."""
+    reference = inp.engines.get("reference")
+    it = inp.iteration if inp.iteration is not None else (1 if reference is not None else 0)
+    return run_scir(inp.engines["policy"], reference, inp.prompts, config, judge=inp.engines.get("judge"), iteration=it)

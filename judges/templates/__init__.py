@@ -79,7 +79,7 @@ class Template:
             elif key in self.trusted:
                 values[key] = str(val)
             else:
-                values[key] = fence(val)
+                values[key] = fence(str(val))
         msgs = []
         if self.system:
             msgs.append({"role": "system", "content": _fill(self.system, values)})
@@ -108,8 +108,6 @@ def get(name_or_id: str) -> Template:
 
 from judges.templates import builtin  # noqa: E402  (registers the built-in templates)
 
-PAIRWISE = builtin.PAIRWISE
-POINTWISE = builtin.POINTWISE
-RANKING = builtin.RANKING
+PAIRWISE: Template = builtin.PAIRWISE
 
-__all__ = ["Template", "fence", "register", "get", "REGISTRY", "PAIRWISE", "POINTWISE", "RANKING"]
+__all__ = ["Template", "fence", "register", "get", "REGISTRY", "PAIRWISE"]

@@ -15,7 +15,7 @@ _SYSTEM = (
     "or its position."
 )
 
-PAIRWISE = register(
+PAIRWISE: Template = register(
     Template(
         name="pairwise_verdict",
         version=1,
@@ -29,42 +29,5 @@ PAIRWISE = register(
             "<<<BEGIN RESPONSE B>>>\n{{response_b}}\n<<<END RESPONSE B>>>\n\n"
             "The better response is (A or B):"
         ),
-    )
-)
-
-POINTWISE = register(
-    Template(
-        name="pointwise_score",
-        version=1,
-        system=_SYSTEM,
-        user=(
-            "Task: rate one response to the user's request on an integer scale from {{scale_min}} "
-            "(very poor: wrong, unclear, padded or off-task) to {{scale_max}} (excellent: correct, "
-            "direct, clear and complete).\n"
-            "Start your reply with the score as a bare number, then optionally '||' and a one-sentence "
-            "reason.\n\n"
-            "<<<BEGIN USER REQUEST>>>\n{{prompt}}\n<<<END USER REQUEST>>>\n\n"
-            "<<<BEGIN RESPONSE>>>\n{{response}}\n<<<END RESPONSE>>>\n\n"
-            "Score ({{scale_min}}-{{scale_max}}):"
-        ),
-        trusted=frozenset({"scale_min", "scale_max"}),
-    )
-)
-
-RANKING = register(
-    Template(
-        name="full_ranking",
-        version=1,
-        system=_SYSTEM,
-        user=(
-            "Task: order all candidate responses to the user's request from best to worst.\n"
-            "Reply with one line that lists every candidate number exactly once, best first, in the "
-            "form [2] > [1] > [3]. Write nothing else.\n\n"
-            "<<<BEGIN USER REQUEST>>>\n{{prompt}}\n<<<END USER REQUEST>>>\n\n"
-            "{{candidates}}\n\n"
-            "Ranking of all {{n}} candidates, best first:"
-        ),
-        item="[{{index}}]\n<<<BEGIN CANDIDATE {{index}}>>>\n{{text}}\n<<<END CANDIDATE {{index}}>>>",
-        trusted=frozenset({"n"}),
     )
 )

@@ -6,9 +6,8 @@ import pytest
 
 from flows.judge import CACHE_FILE, JudgeError, judge_dataset
 from judges.errors import EngineUnreachable
-from pipelines.judge import VERDICT_COLUMNS
-from tests.judges.conftest import make_fake_server  # noqa: F401  (fixture)
-from tests.pipelines.test_judge_pipeline import FAST, judge_server, make_pairs_dataset  # noqa: F401  (fixture)
+from judges.judge_step import VERDICT_COLUMNS
+from tests.judges.fixtures import FAST, make_pairs_dataset
 from warehouse import Warehouse, WarehouseError
 
 

@@ -21,8 +21,8 @@ import pytest
 
 from flows.judge import judge_dataset
 from flows.synthesize import synthesize
-from pipelines.judge import VERDICT_COLUMNS
-from tests.pipelines.test_judge_pipeline import make_pairs_dataset
+from judges.judge_step import VERDICT_COLUMNS
+from tests.judges.fixtures import make_pairs_dataset
 from warehouse import Warehouse
 
 pytestmark = pytest.mark.vllm

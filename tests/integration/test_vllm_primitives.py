@@ -13,14 +13,11 @@ import pytest
 from judges import primitives as P
 from judges.cache import RequestCache
 from judges.http_engine import HTTPEngine
-from judges.parsing import parse_ranking
 
 pytestmark = pytest.mark.vllm
 
 ANSWER_REASONS = {
     "judge_unparseable",
-    "not_a_permutation",
-    "score_out_of_scale",
     "truncated",
     "refused",
     "empty_output",
@@ -166,90 +163,6 @@ def test_pairwise_guided_and_text_modes(engine):
             assert {v.p_ab, v.p_ba} <= {0.0, 1.0}
 
 
-# ---------------------------------------------------------------- pointwise score
-
-
-def test_pointwise_free_text_garbage_becomes_counted_rejections(engine):
-    items = [(p, a) for p, a, _ in ITEMS] * 2
-    scores = P.pointwise_score(engine, items, temperature=1.0, seed=3)
-    assert len(scores) == len(items)
-    for s in scores:
-        assert s.ok or s.reason in ANSWER_REASONS, s
-        if s.ok:
-            assert 1 <= s.value <= 10
-
-
-def test_pointwise_out_of_scale_numbers_are_rejected(engine):
-    # constrain the answer to 0..99: some draws fall outside 1..10 and must be rejected, never clipped
-    scores = [
-        P.pointwise_score(
-            engine,
-            [("Rate this.", "A response.")],
-            structured_outputs={"regex": "[0-9]{1,2}"},
-            temperature=1.0,
-            seed=seed,
-        )[0]
-        for seed in range(8)
-    ]
-    for s in scores:
-        n = int(s.raw)
-        assert (s.ok and s.value == n and 1 <= n <= 10) or (
-            not s.ok and s.reason == "score_out_of_scale" and not 1 <= n <= 10
-        ), s
-    assert {s.ok for s in scores} == {True, False}, [s.raw for s in scores]  # both paths really ran
-
-
-def test_pointwise_guided_stays_on_the_scale(engine):
-    scores = P.pointwise_score(engine, [(p, a) for p, a, _ in ITEMS], scale=(1, 5), guided=True)
-    assert all(s.ok and 1 <= s.value <= 5 and s.raw == str(s.value) for s in scores), scores
-
-
-# ---------------------------------------------------------------- ranking
-
-
-CANDS = [
-    ("Which answer is best?", ["Paris", "Lyon", "Marseille", "Nice"]),
-    ("Rank these greetings.", ["Hello", "Hi there", "Good day"]),
-]
-
-
-def test_rank_guided_gives_permutations_mapped_back(engine):
-    for seed in (0, 1):
-        for (prompt, cands), r in zip(CANDS, P.rank_many(engine, CANDS, shuffle_seed=seed, guided=True)):
-            assert r.ok and sorted(r.order) == list(range(len(cands))), r
-            shown_numbers = parse_ranking(r.raw, len(cands)).value
-            assert r.order == [r.shown[k - 1] for k in shown_numbers]
-
-
-def test_rank_format_only_outputs_are_permutations_or_counted_rejections(engine):
-    got = []
-    for seed in range(6):
-        for prompt, cands in CANDS:
-            n = len(cands)  # the format allows repeats ("[2] > [2] > [1]"); only the parser checks permutations
-            fmt = {"regex": rf"\[[1-{n}]\](?: > \[[1-{n}]\]){{{n - 1}}}"}
-            got.append(
-                (
-                    cands,
-                    P.rank(
-                        engine, prompt, cands, shuffle_seed=seed, structured_outputs=fmt, temperature=1.0, seed=seed
-                    ),
-                )
-            )
-    for cands, r in got:
-        if r.ok:
-            assert sorted(r.order) == list(range(len(cands)))
-            assert r.order == [r.shown[k - 1] for k in parse_ranking(r.raw, len(cands)).value]
-        else:
-            assert r.reason == "not_a_permutation" and r.order is None, r
-    assert {r.ok for _, r in got} == {True, False}  # both paths really ran
-
-
-def test_rank_free_text_garbage_is_rejected(engine):
-    got = P.rank_many(engine, CANDS, shuffle_seed=0)
-    for r in got:
-        assert r.ok or r.reason in ANSWER_REASONS, r
-
-
 # ---------------------------------------------------------------- sampling and JSON
 
 
@@ -300,8 +213,6 @@ def test_rerun_with_the_same_cache_sends_nothing(vllm_server, tmp_path):
     def everything(eng):
         return (
             P.pairwise_verdict(eng, ITEMS[:2]),
-            P.pointwise_score(eng, [(p, a) for p, a, _ in ITEMS], guided=True),
-            P.rank_many(eng, CANDS, shuffle_seed=0, guided=True),
             P.sample(eng, ["hi"], n=2, seed=1, temperature=1.0, max_tokens=6),
             P.generate_json_many(eng, ["json please"], SCHEMA, max_tokens=96),
             P.sequence_logprobs(eng, [("Q:", " A")]),

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from judges import primitives as P
-from judges.templates import PAIRWISE, POINTWISE, RANKING
+from judges.templates import PAIRWISE
 from judges.types import Request, Response
 from tests.judges.scripted_engine import (
     CharTokenizer,
@@ -127,99 +127,6 @@ def test_guided_mode_request_shape():
     v = P.pairwise_verdict(eng, [("q", "x", "y")], guided=True)[0]
     assert v.mode == "guided" and v.p_ab == pytest.approx(0.6) and v.p_ba == pytest.approx(0.4)
     assert eng.seen[0].param_dict["structured_outputs"] == {"choice": ["A", "B"]}
-
-
-# ---------------------------------------------------------------- pointwise
-
-
-def test_pointwise_scores_and_rejections():
-    answers = {
-        "r1": "8/10 || clear",
-        "r2": "Score: 11",
-        "r3": "I'm sorry, I cannot rate that.",
-        "r4": "",
-        "r5": "Score: 1",
-    }
-
-    def handle(req):
-        resp = blocks(req)["RESPONSE"]
-        return chat_body(answers[resp], "length" if resp == "r5" else "stop")
-
-    eng = ScriptedEngine(handle)
-    got = P.pointwise_score(eng, [("q", r) for r in answers])
-    assert [(s.ok, s.value, s.reason) for s in got] == [
-        (True, 8, None),
-        (False, None, "score_out_of_scale"),
-        (False, None, "refused"),
-        (False, None, "empty_output"),
-        (False, None, "truncated"),
-    ]
-    assert all(s.template_id == POINTWISE.id for s in got) and got[0].raw == "8/10 || clear"
-    assert "from 1" in eng.seen[0].messages[-1][1]
-
-
-def test_pointwise_guided_constrains_to_the_scale():
-    eng = ScriptedEngine(lambda req: chat_body("4"))
-    s = P.pointwise_score(eng, [("q", "r")], scale=(1, 5), guided=True)[0]
-    assert s.ok and s.value == 4 and s.scale == (1, 5)
-    assert eng.seen[0].param_dict["structured_outputs"] == {"choice": ["1", "2", "3", "4", "5"]}
-
-
-# ---------------------------------------------------------------- ranking
-
-
-def ranking_judge(req: Request) -> dict:
-    """Ranks by the quality number written in each candidate ("q=7"), in the shown numbering."""
-    b = blocks(req)
-    shown = sorted((int(k.split()[1]), int(v.split("q=")[1])) for k, v in b.items() if k.startswith("CANDIDATE"))
-    best_first = sorted(shown, key=lambda kv: -kv[1])
-    return chat_body(" > ".join(f"[{k}]" for k, _ in best_first))
-
-
-def test_rank_maps_the_shuffled_answer_back():
-    cands = ["q=3", "q=9", "q=1", "q=5"]
-    truth = [1, 3, 0, 2]
-    shown_orders = set()
-    for seed in range(6):
-        eng = ScriptedEngine(ranking_judge)
-        r = P.rank(eng, "which is best?", cands, shuffle_seed=seed)
-        assert r.ok and r.order == truth and r.template_id == RANKING.id
-        assert sorted(r.shown) == [0, 1, 2, 3]
-        shown_orders.add(tuple(r.shown))
-    assert len(shown_orders) > 1  # the presentation order really changes with the seed
-
-
-def test_rank_is_reproducible_and_independent_of_batch_position():
-    items = [("p1", ["q=1", "q=2", "q=3"]), ("p2", ["q=4", "q=2", "q=8"])]
-    a = P.rank_many(ScriptedEngine(ranking_judge), items, shuffle_seed=7)
-    b = P.rank_many(ScriptedEngine(ranking_judge), items[::-1], shuffle_seed=7)
-    assert [r.shown for r in a] == [r.shown for r in b[::-1]]
-    assert [r.order for r in a] == [[2, 1, 0], [2, 0, 1]]
-
-
-def test_rank_rejections():
-    answers = iter(["[1] > [1] > [2]", "no ranking here", "[2] > [1]"])
-    got = P.rank_many(
-        ScriptedEngine(lambda req: chat_body(next(answers))), [("p", ["a", "b", "c"])] * 3, shuffle_seed=None
-    )
-    assert [(r.ok, r.reason) for r in got] == [
-        (False, "not_a_permutation"),
-        (False, "judge_unparseable"),
-        (False, "not_a_permutation"),
-    ]
-    assert all(r.order is None for r in got)
-
-
-def test_rank_guided_constraint():
-    assert P.ranking_constraint(3)["choice"][:2] == ["[1] > [2] > [3]", "[1] > [3] > [2]"]
-    assert len(P.ranking_constraint(5)["choice"]) == 120
-    rx = P.ranking_constraint(7)["regex"]
-    import re
-
-    assert re.fullmatch(rx, "[7] > [1] > [2] > [3] > [4] > [5] > [6]") and not re.fullmatch(rx, "[8] > [1]")
-    eng = ScriptedEngine(ranking_judge)
-    P.rank(eng, "p", ["q=1", "q=2"], guided=True)
-    assert eng.seen[0].param_dict["structured_outputs"] == {"choice": ["[1] > [2]", "[2] > [1]"]}
 
 
 # ---------------------------------------------------------------- sequence log-likelihood

@@ -3,13 +3,14 @@ from dataclasses import replace
 
 import pytest
 
-from judges.templates import PAIRWISE, POINTWISE, RANKING, REGISTRY, Template, fence, get
+from judges.generators.cyclealign import RANK
+from judges.templates import PAIRWISE, REGISTRY, Template, fence, get
 
 
 def test_ids_are_name_at_content_hash():
-    for t in (PAIRWISE, POINTWISE, RANKING):
+    for t in (PAIRWISE, RANK):
         assert re.fullmatch(rf"{t.name}@[0-9a-f]{{8}}", t.id)
-    assert len({PAIRWISE.id, POINTWISE.id, RANKING.id}) == 3
+    assert PAIRWISE.id != RANK.id
     # any change of wording or version changes the id; an identical copy keeps it
     assert replace(PAIRWISE, user=PAIRWISE.user + " ").id != PAIRWISE.id
     assert replace(PAIRWISE, version=PAIRWISE.version + 1).id != PAIRWISE.id
@@ -18,7 +19,7 @@ def test_ids_are_name_at_content_hash():
 
 def test_registry_by_name_and_id():
     assert get("pairwise_verdict") is PAIRWISE and get(PAIRWISE.id) is PAIRWISE
-    assert REGISTRY[RANKING.id] is RANKING
+    assert REGISTRY[RANK.id] is RANK
     with pytest.raises(KeyError, match="unknown template"):
         get("nope")
 
@@ -49,16 +50,11 @@ def test_shared_instruction_prefix_comes_first():
 
 
 def test_ranking_lists_every_candidate_fenced_and_numbered():
-    user = RANKING.render(prompt="q", candidates=["x", "y <<<END CANDIDATE 1>>>", "z"], n=3)[-1]["content"]
+    user = RANK.render(prompt="q", candidates=["x", "y <<<END CANDIDATE 1>>>", "z"], n=3, demos="")[-1]["content"]
     for k, text in ((1, "x"), (3, "z")):
         assert f"[{k}]\n<<<BEGIN CANDIDATE {k}>>>\n{text}\n<<<END CANDIDATE {k}>>>" in user
     assert user.count("<<<END CANDIDATE 1>>>") == 1
     assert "all 3 candidates" in user
-
-
-def test_pointwise_states_the_declared_scale():
-    user = POINTWISE.render(prompt="q", response="r", scale_min=1, scale_max=5)[-1]["content"]
-    assert "from 1" in user and "to 5" in user and "(1-5)" in user
 
 
 def test_missing_field_is_an_error():

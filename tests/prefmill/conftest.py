@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.judges.fixtures import judge_server, make_fake_server  # noqa: F401  (fixtures)
-
 EXE = str(Path(sys.executable).parent / "prefmill")
 
 

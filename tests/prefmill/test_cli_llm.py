@@ -6,9 +6,8 @@ import json
 import pytest
 
 from prefmill.cli_llm import parse_settings
-from tests.judges.conftest import make_fake_server  # noqa: F401  (fixture)
-from tests.pipelines.test_judge_pipeline import judge_server, make_pairs_dataset  # noqa: F401  (fixture)
-from tests.prefmill.test_cli import one_line_error, run
+from tests.judges.fixtures import make_pairs_dataset
+from tests.prefmill.cli_run import one_line_error, run
 from warehouse import Warehouse
 
 FAST = ["--concurrency", "4"]

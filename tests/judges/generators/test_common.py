@@ -3,8 +3,8 @@ import pytest
 from judges.generators.common import (
     CostMeter,
     GeneratorError,
+    GeneratorResult,
     as_messages,
-    drop_rate,
     provenance,
     same_model,
     template_id,
@@ -45,11 +45,19 @@ def test_cost_meter_counts_deltas_once_per_engine():
     assert meter.finish(kept=0)["tokens_per_kept"] is None
 
 
-def test_as_messages_and_drop_rate():
+def test_as_messages():
     assert as_messages("hi") == [{"role": "user", "content": "hi"}]
     assert as_messages([{"role": "user", "content": "x", "extra": 1}]) == [{"role": "user", "content": "x"}]
     with pytest.raises(GeneratorError):
         as_messages(42)
-    from collections import Counter
 
-    assert drop_rate(3, Counter(a=1)) == 0.25 and drop_rate(0, Counter()) is None
+
+def test_drops_are_rejected_rows_and_diagnostics_ride_on_them():
+    res = GeneratorResult("m")
+    res.drop("a", 2)
+    res.drop("b", diagnostic={"why": "scored low"})
+    res.drop_counts({"c": 1, "a": 1})
+    assert res.dropped == {"a": 3, "b": 1, "c": 1} and res.diagnostics == [{"why": "scored low"}]
+    assert [r.step for r in res.rejects] == ["m", "m", "diagnostic:m", "m", "m"]
+    with pytest.raises(ValueError, match="exactly one"):
+        res.drop("b", 2, diagnostic={})

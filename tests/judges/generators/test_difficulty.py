@@ -3,9 +3,10 @@ import math
 import numpy as np
 import pytest
 
-from judges.generators.common import GeneratorError
-from judges.generators.difficulty import DifficultyConfig, difficulty_columns, run_difficulty
+from judges.generators.difficulty import COLUMNS, DifficultyConfig, DifficultyStep, difficulty_columns
 from schemas import records
+from schemas.registry import STEPS
+from schemas.step import StepError
 from tests.judges.generators.scripted import ScriptedEngine
 
 
@@ -36,7 +37,14 @@ def _pair(prompt, chosen, rejected):
     )
 
 
-def test_run_adds_columns_from_reference_logprobs():
+def _run(engine, rows, config=None):
+    step = DifficultyStep(config, engine=engine)
+    step.setup()
+    table = records.to_table(rows, "pairwise")
+    return table, step(table, "pairwise"), step.take_counts()
+
+
+def test_step_adds_columns_from_reference_logprobs():
     ref = ScriptedEngine(
         logprob={"kind reply": -4.0, "rude reply": -12.0, "long careful reply": -36.0}, model="ref-model"
     )
@@ -45,26 +53,30 @@ def test_run_adds_columns_from_reference_logprobs():
         _pair("Hi", "long careful reply", "rude reply"),  # c = +24 raw, per-token −1.2 − (−2) = +0.8
         {**_pair("Hi", "a", "b"), "chosen": [{"role": "assistant", "content": "a"}] * 2},
     ]
-    res = run_difficulty(ref, pairs, DifficultyConfig(beta=0.5))
-    assert res.dropped == {"difficulty_unsupported_shape": 1}
-    a, b = res.pairs
+    table, res, counts = _run(ref, pairs, DifficultyConfig(beta=0.5))
+    a, b, c = res.kept.to_pylist()  # annotating: every row stays, in order
+    assert res.kept.column_names == table.column_names + COLUMNS
     assert a["record_id"] == pairs[0]["record_id"] and a["ref_model"] == "ref-model"
     assert a["ref_logratio"] == pytest.approx(-8.0) and a["ref_correct"] is True
     assert b["ref_logratio"] == pytest.approx(24.0) and b["ref_correct"] is False
     assert b["ref_logratio_norm"] == pytest.approx(-12.0 / 10 - (-36.0 / 18))
     assert b["flip_loss_threshold"] == pytest.approx(math.log1p(math.exp(-0.5 * 24.0)))
     assert b["difficulty_beta"] == 0.5
-    assert res.stats["ref_correct_share"] == 0.5
-    assert "ref_logratio" not in pairs[0]  # input rows untouched
+    assert all(c[k] is None for k in COLUMNS)  # two chosen messages: no judged turn to score
+    (rej,) = res.rejected.to_pylist()
+    assert rej["record_id"] == pairs[2]["record_id"] and rej["reason"] == "difficulty_unsupported_shape"
+    assert (counts.rows_in, counts.rows_kept, counts.rows_rejected) == (3, 2, 1)
 
 
-def test_logprob_failures_are_counted():
+def test_logprob_failures_are_rejected_rows():
     eng = ScriptedEngine()
     eng.tokenizer = None  # no tokenizer and no server to ask: every item fails, counted
-    res = run_difficulty(eng, [_pair("Hi", "x", "y"), _pair("Hey", "x", "z")])
-    assert res.pairs == [] and res.dropped == {"difficulty_logprob_failed": 2}
+    _, res, counts = _run(eng, [_pair("Hi", "x", "y"), _pair("Hey", "x", "z")])
+    assert res.kept.column("ref_logratio").null_count == 2
+    assert counts.reasons == {"difficulty_logprob_failed": 2}
 
 
-def test_empty_pairs_is_a_clear_error():
-    with pytest.raises(GeneratorError, match="no pairs"):
-        run_difficulty(ScriptedEngine(), [])
+def test_registered_and_needs_an_engine():
+    assert STEPS.get("difficulty").obj is DifficultyStep and STEPS.get("difficulty").extra["stage"] == "judge"
+    with pytest.raises(StepError, match="reference engine"):
+        DifficultyStep()

@@ -5,7 +5,7 @@ its canonical schema."""
 import pytest
 
 from judges.generators.cyclealign import CycleAlignConfig, run_cyclealign
-from judges.generators.difficulty import run_difficulty
+from judges.generators.difficulty import DifficultyStep
 from judges.generators.isheep import ISheepConfig, SeedTask, run_isheep
 from judges.generators.multifaceted import run_multifaceted
 from judges.generators.scir import run_scir
@@ -49,6 +49,7 @@ def test_generators_survive_a_flaky_server(engine):
         [{"role": "assistant", "content": "a"}],
         [{"role": "assistant", "content": "b"}],
     )
-    res = run_difficulty(engine, [pair])
-    assert res.pairs == [] and res.dropped == {"difficulty_logprob_failed": 1}  # the fake has no /tokenize
+    step = DifficultyStep(engine=engine)
+    step(records.to_table([pair], "pairwise"), "pairwise")
+    assert step.counts.reasons == {"difficulty_logprob_failed": 1}  # the fake has no /tokenize
     assert engine.stats.requests > 0
