@@ -7,6 +7,7 @@ Interactive CLI commands call these directly (Prefect's ephemeral server costs s
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -40,6 +41,7 @@ def stage_ingest(
     validation: ValidationConfig | None = None,
     chunk_rows: int | None = None,
     max_record_bytes: int | None = None,
+    checks: Sequence[str] | None = None,
 ) -> IngestCounts:
     staging = run.staging
     # A retried attempt starts from an empty staging area, so nothing is counted twice.
@@ -56,6 +58,7 @@ def stage_ingest(
         validation=validation,
         chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS,
         max_record_bytes=max_record_bytes or DEFAULT_MAX_RECORD_BYTES,
+        checks=checks,
     )
 
 
@@ -90,6 +93,7 @@ def ingest(
     validation: ValidationConfig | None = None,
     chunk_rows: int | None = None,
     max_record_bytes: int | None = None,
+    checks: Sequence[str] | None = None,
 ) -> IngestReport:
     """Ingest → validate → commit, as one run. On any failure the run is marked failed and the
     previous dataset version stays as it was."""
@@ -98,6 +102,7 @@ def ingest(
         "format": format_name,
         "mapping": mapping if isinstance(mapping, (str, type(None))) else "inline",
         "beam_args": beam_args or [],
+        "checks": None if checks is None else list(checks),
     }
     with wh.run("ingest", dataset, params) as run:
         counts = stage_ingest(
@@ -110,6 +115,7 @@ def ingest(
             validation=validation,
             chunk_rows=chunk_rows,
             max_record_bytes=max_record_bytes,
+            checks=checks,
         )
         reports = check_batches(run, counts, validation)
         result = commit_ingest(run, counts)

@@ -80,7 +80,7 @@ class _Stage:
         return self.step(table, shape)
 
 
-class SegmentFn(beam.DoFn):  # type: ignore[misc]
+class SegmentFn(beam.DoFn):
     """Runs one segment's steps on each unit; sets every step up once per worker."""
 
     def __init__(
@@ -326,7 +326,7 @@ def _segments(steps: list[Step | FitStep[Any]]) -> list[list[Step | FitStep[Any]
 
 
 def _shard_units(seg_dir: Path) -> list[Unit]:
-    units = []
+    units: list[Unit] = []
     if seg_dir.exists():
         for d in sorted(p for p in seg_dir.iterdir() if p.is_dir()):
             for f in sorted(d.glob("*.parquet")):

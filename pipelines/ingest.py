@@ -19,6 +19,7 @@ from typing import Any
 
 from pipelines import workers
 from pipelines.executor import Executor, write_parquet
+from schemas.checks import build_checks
 from schemas.ingest import AdaptSource
 from schemas.readers import DEFAULT_CHUNK_ROWS, DEFAULT_MAX_RECORD_BYTES
 from schemas.step import Counts, FitStep, Step, as_quarantine
@@ -61,9 +62,12 @@ class IngestCounts:
         return sum((c.reasons for c in self.steps), Counter())
 
 
-def ingest_steps(validation: ValidationConfig | None = None) -> list[Step | FitStep[Any]]:
-    """The steps after the source by default: the Arrow schema + GX row checks."""
-    return [ValidateStep(validation)]
+def ingest_steps(
+    validation: ValidationConfig | None = None, checks: Sequence[str] | None = None
+) -> list[Step | FitStep[Any]]:
+    """The steps after the source: the Arrow schema + GX row rules, then the ingest checks
+    (``checks`` names them; None runs the default ones, e.g. special_tokens)."""
+    return [ValidateStep(validation), *build_checks(checks)]
 
 
 def run_ingest(
@@ -80,12 +84,13 @@ def run_ingest(
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     validation: ValidationConfig | None = None,
     steps: Sequence[Step | FitStep[Any]] | None = None,
+    checks: Sequence[str] | None = None,
 ) -> IngestCounts:
     """Run the ingest pipeline over ``paths``: kept rows under ``staging/<shape>/``, rejected rows as
     one shard under ``staging/quarantine/``; ``work`` (default: beside ``staging``) is scratch space.
 
-    ``steps`` replaces the default ``ingest_steps(validation)`` (append a check to that list to add
-    one). Large inputs run on forked parallel workers; the staged rows, rejects and counts are the
+    ``steps`` replaces the default ``ingest_steps(validation, checks)`` (append a step to that list to
+    add one). Large inputs run on forked parallel workers; the staged rows, rejects and counts are the
     same either way. Raises SourceError (missing/unreadable file) and UnknownFormat/MappingError
     before any work.
     """
@@ -107,7 +112,7 @@ def run_ingest(
     work = Path(work) if work is not None else staging.with_name(staging.name + ".work")
     executor = Executor(work, run_id=run_id, beam_args=beam_args, workers=n_workers)
     try:
-        result = executor.run_source(source, ingest_steps(validation) if steps is None else steps, out=staging)
+        result = executor.run_source(source, ingest_steps(validation, checks) if steps is None else steps, out=staging)
         rejected = result.rejected()
         staging.mkdir(parents=True, exist_ok=True)
         if rejected.num_rows:

@@ -98,7 +98,8 @@ def fingerprint(root: Path) -> dict:
     wh = Warehouse(root)
     out: dict = {"ingest": [], "curate": []}
     for rel, fmt in SOURCES:
-        rep = ingest(wh, [str(DATA / rel)], fmt, "human")
+        # checks=[]: the rows as ingest made them before the ingest checks (special_tokens) existed.
+        rep = ingest(wh, [str(DATA / rel)], fmt, "human", checks=[])
         out["ingest"].append(
             {
                 "source": rel,
@@ -109,7 +110,7 @@ def fingerprint(root: Path) -> dict:
                 "rows": _new_rows(wh, "human", rep.run_id),
             }
         )
-    rep = ingest(wh, [str(DATA / "llamafactory_dpo_en_demo/dpo_en_demo.json")], "sharegpt", "dpo")
+    rep = ingest(wh, [str(DATA / "llamafactory_dpo_en_demo/dpo_en_demo.json")], "sharegpt", "dpo", checks=[])
     runs = [
         ("human", CurateParams(method="isa", budget=0.25, sample=400, seed=0)),
         ("dpo", CurateParams(method="kcenter", budget=0.5, cluster_cap=2, near_threshold=0.7, seed=1)),
