@@ -447,6 +447,48 @@ def steps(kind: str | None = typer.Option(None, "--kind", help=f"Only one kind: 
 
 @app.command()
 @handle_errors
+def decontaminate(
+    dataset: str = typer.Option(..., "--dataset", "-d"),
+    benchmarks: list[Path] = typer.Option(
+        [],
+        "--benchmarks",
+        "-b",
+        help="Benchmark prompt file (JSONL/JSON/CSV/Parquet), repeatable (default: the bundled MT-Bench and "
+        "Vicuna-bench questions)",
+    ),
+    ngram: int = typer.Option(8, "--ngram", help="Words per n-gram"),
+    threshold: float = typer.Option(
+        0.5, "--threshold", help="Share in (0, 1] of a benchmark item's n-grams a prompt turn must contain"
+    ),
+    responses: bool = typer.Option(False, "--responses", help="Also check chosen / rejected / completions"),
+    field: str | None = typer.Option(
+        None, "--field", help="Benchmark text field (default: prompt, turns, question, instruction or input)"
+    ),
+    version: str | None = typer.Option(None, "--version", "-v"),
+    beam_arg: list[str] = BeamArgOpt,
+    warehouse: Path | None = WarehouseOpt,
+):
+    """Reject rows whose prompt turns contain benchmark prompts (word 8-gram coverage); publishes a child version."""
+    from flows.decontaminate import decontaminate as decontaminate_job
+    from flows.decontaminate import summary
+
+    with console.status(f"decontaminating {dataset}…"):
+        rep = decontaminate_job(
+            _wh(warehouse),
+            dataset,
+            [str(b) for b in benchmarks] or None,
+            ngram=ngram,
+            threshold=threshold,
+            version=version,
+            responses=responses,
+            field=field,
+            beam_args=beam_arg or load_settings().beam_args,
+        )
+    console.print_json(data=summary(rep))
+
+
+@app.command()
+@handle_errors
 def config():
     """Print the effective settings (flags aside): environment (PREFMILL_*) > prefmill.toml > defaults."""
     settings = load_settings()
