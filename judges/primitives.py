@@ -1,4 +1,4 @@
-"""Judge primitives over any ``Engine`` (research/algorithms.md §0, B1 and B2).
+"""Judge primitives over any ``Engine``.
 
 Each primitive batches its requests into one ``engine.run`` call (so the server's continuous
 batching fills up) and returns one result per item with ``ok``/``reason``, the template id and the

@@ -16,7 +16,7 @@ ROLES = ("system", "user", "assistant")
 
 SHAPES = ("pairwise", "binary", "listwise", "ratings")
 
-# Where a preference came from (DESIGN.md §2).
+# Where a preference came from.
 ORIGINS = ("human", "ai_judge", "reward_model", "synthetic")
 
 # Pairwise labels: ties are kept as rows (lossless) but never exported as chosen/rejected pairs.

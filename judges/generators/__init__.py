@@ -1,4 +1,4 @@
-"""Synthetic preference generators over the judge primitives (DESIGN.md §6, research/algorithms.md §1–4, §8a).
+"""Synthetic preference generators over the judge primitives.
 
 Each method is one module that registers a run function in ``GENERATORS`` (judges/generators/registry.py)
 with its config class, engine roles, the shapes it produces and its card tags; the import below is

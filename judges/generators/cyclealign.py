@@ -9,7 +9,7 @@ ranking* (longest common subsequence of the two orderings) is the pseudo-label: 
 Follows the authors (abstract level): white-box samples, black-box in-context ranking with static +
 dynamic demonstrations, white-box self-judgement, agreement ranking as pseudo-label, demo pool
 updated from agreed rankings, several rounds. The paper's details are unavailable; these are ours
-(DEFAULT in research/algorithms.md §1): LCS as the agreement rule, N = 4, likelihood = mean token
+(our DEFAULTs, all parameters): LCS as the agreement rule, N = 4, likelihood = mean token
 logprob (tie-break: sum), pool admission |R_a| ≥ N−1, FIFO pool of 64, 2 static + 2 dynamic demos
 retrieved by embedding similarity, 2 rounds, the prompt wording, Kendall τ as a diagnostic.
 Training the white-box model between rounds is outside the pipeline: pass ``policy_for_round`` to

@@ -7,7 +7,7 @@ and for instruction-following (1–10), and answers scoring above the threshold 
 SFT rows. Fine-tuning the base model on them and serving the result for iteration t+1 happens
 outside (the caller passes ``iteration`` and the new engine).
 
-Follows the authors' code (research/algorithms.md §3): 5 seed demos per prompt in the numbered
+Follows the authors' code: 5 seed demos per prompt in the numbered
 ``###`` layout, 32 prompts per batch, T = 1.0 / top_p 0.95 / 1000 tokens, "drop the last chunk",
 the instruction rule filters and blacklist, ROUGE-L F1 (no stemming) > 0.7 rejected, the output
 rule filters, the two self-assessment prompts' structure ('<score>||<explanation>', 1–10), the score
