@@ -140,9 +140,8 @@ def datasketch_clusters(texts: list[str], threshold: float, num_perm: int = 128)
     with lsh.insertion_session() as session:
         for i, m in enumerate(sigs):
             session.insert(i, m)
-    pairs = [(i, j) for i, m in enumerate(sigs) for j in lsh.query(m) if j > i]
-    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
-    return components(len(texts), pairs)[0]
+    found = [(i, j) for i, m in enumerate(sigs) for j in lsh.query(m) if j > i]
+    return components(len(texts), np.asarray(found, np.int64).reshape(-1, 2))[0]
 
 
 def _pair_counts(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
@@ -154,7 +153,7 @@ def _pair_counts(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
 
 def _pool_accidental(texts, truth, preds, threshold, limit=200_000) -> np.ndarray:
     """Add predicted-but-unplanted pairs whose independent Jaccard >= threshold to the truth (pooling)."""
-    extra = []
+    extra: list[tuple[int, int]] = []
     for pred in preds:
         order = np.argsort(pred, kind="stable")
         bounds = np.flatnonzero(np.r_[True, pred[order][1:] != pred[order][:-1], True])

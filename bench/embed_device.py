@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from bench import _data
-from curation.dedup import semantic_dedup
+from curation.dedup import semantic_duplicates
 from curation.embed import Embedder
 from curation.select import select
 
@@ -43,9 +43,7 @@ def _topk_overlap(x: np.ndarray, y: np.ndarray, k: int = 10) -> float:
 
 
 def _removed(table: pa.Table, vectors: np.ndarray, threshold: float) -> np.ndarray:
-    res = semantic_dedup(table, vectors, threshold=threshold, by=None)
-    gone = set(res.removed.column("record_id").to_pylist())
-    return np.array([r in gone for r in table.column("record_id").to_pylist()])
+    return semantic_duplicates(table, vectors, threshold=threshold, by=None)[0]
 
 
 def main(argv=None) -> dict:

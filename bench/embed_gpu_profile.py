@@ -39,7 +39,9 @@ def main(argv=None) -> dict:
     emb = Embedder(device=args.device)
     model = emb.model
     assert gpu_feed.single_pass_ok(model, texts[:32])
-    extras = gpu_feed._CHECKED[id(model)][2]
+    checked = gpu_feed._CHECKED[id(model)]
+    assert checked is not None
+    extras = checked[2]
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     emb.embed(texts[:256])  # warm-up: kernels, allocator, pinned pool
     result = {
@@ -52,23 +54,23 @@ def main(argv=None) -> dict:
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     for bs in sizes:
         batches = [order[s : s + bs] for s in range(0, n, bs)]
-        tok_s = best_of(lambda: sum(1 for _ in gpu_feed.iter_inputs(model, texts, batches)), args.repeats)[0]
+        tok_s = best_of(lambda b=batches: sum(1 for _ in gpu_feed.iter_inputs(model, texts, b)), args.repeats)[0]
         feats = [
             {k: torch.from_numpy(v).to(model.device) for k, v in f.items()}
             for f, _ in gpu_feed.iter_inputs(model, texts, batches)
         ]
 
-        def forward():
+        def forward(feats=feats):
             with torch.inference_mode():
                 outs = [model({**extras, **f})["sentence_embedding"] for f in feats]
             sync()
             return outs
 
         fwd_s = best_of(forward, args.repeats)[0]
-        del feats
+        del feats, forward  # free the device inputs before the next size
         run = Embedder(device=args.device, batch_size=bs)
-        pipe_s = best_of(lambda: run.embed(texts), args.repeats)[0]
-        base_s = best_of(lambda: model.encode(texts, batch_size=bs, show_progress_bar=False), args.repeats)[0]
+        pipe_s = best_of(lambda r=run: r.embed(texts), args.repeats)[0]
+        base_s = best_of(lambda b=bs: model.encode(texts, batch_size=b, show_progress_bar=False), args.repeats)[0]
         row = {
             k: round(n / v, 1)
             for k, v in (
@@ -84,7 +86,9 @@ def main(argv=None) -> dict:
     batches = [order[s : s + sizes[-1]] for s in range(0, n, sizes[-1])]
     by_workers = {}
     for w in map(int, args.workers.split(",")):
-        secs = best_of(lambda: sum(1 for _ in gpu_feed.iter_inputs(model, texts, batches, workers=w)), args.repeats)[0]
+        secs = best_of(
+            lambda w=w: sum(1 for _ in gpu_feed.iter_inputs(model, texts, batches, workers=w)), args.repeats
+        )[0]
         by_workers[w] = round(n / secs, 1)
     result["tokenize_per_s_by_workers"] = by_workers
     print(json.dumps(result))

@@ -31,6 +31,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -151,15 +152,15 @@ def run(args) -> dict:
         m = BTRewardModel.fit(diffs[subset], holdout=0, seed=seed, recipe=RECIPE)
         return float(np.mean(m.margin(e_chosen[test], e_rejected[test]) > 0))
 
-    arms = {
+    arms: dict[str, dict[str, Any]] = {
         "isa": dict(method="isa"),
         "isa_low": dict(method="isa", direction="low"),
         "isa_strata": dict(method="isa", strata=source[pool]),
         "random": dict(method="random"),
         "kcenter": dict(method="kcenter"),
     }
-    acc = {k: [] for k in ["all", *arms]}
-    share = {k: Counter() for k in arms}
+    acc: dict[str, list[float]] = {k: [] for k in ["all", *arms]}
+    share: dict[str, Counter] = {k: Counter() for k in arms}
     for seed in range(args.seeds):
         acc["all"].append(accuracy(pool, seed))
         for name, kw in arms.items():

@@ -1,9 +1,10 @@
-"""Dedup steps over canonical Arrow tables: exact, near (MinHash), semantic (embeddings), and pair-aware rules.
+"""Dedup logic over canonical Arrow tables: exact, near (MinHash), semantic (embeddings), and pair-aware rules.
 
-Every step returns ``DedupResult(kept, removed, stats)``; ``removed`` has the warehouse's removal columns
-``(record_id, step, reason, duplicate_of, detail)`` — a duplicate names the record it duplicates (the kept
-representative: the lowest row index of its group), other removals leave ``duplicate_of`` null. All steps
-run over the whole table at once (never per worker).
+Each function looks at a whole table at once (never per worker) and returns a ``Decision``: a boolean
+``remove`` mask, the reason (one string or one per row), the row index each removed row duplicates
+(``None`` for removals that duplicate nothing) and a JSON ``detail`` per row. The steps in
+``curation.steps`` turn decisions into kept and rejected rows; a duplicate names the kept representative
+(the lowest row index of its group).
 
 By default rows only duplicate each other when their ``annotator_id`` and ``label`` agree (``by=``): the
 same pair judged by two annotators is two judgements, not a duplicate, and minority preferences must survive
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -31,34 +32,14 @@ from curation.minhash import (
 )
 from curation.recipes import shape_of, text_array
 
-REMOVALS = pa.schema(
-    [
-        pa.field("record_id", pa.string()),
-        pa.field("step", pa.string()),
-        pa.field("reason", pa.string()),
-        pa.field("duplicate_of", pa.string()),
-        pa.field("detail", pa.string()),
-    ]
-)
 DEFAULT_BY = ("annotator_id", "label")
 
+# (remove mask, reason: one string or one per row, duplicated row index per row or None, detail per row or None)
+Decision = tuple[np.ndarray, np.ndarray | str, np.ndarray | None, list[str | None] | None]
 
-@dataclass
-class DedupResult:
-    kept: pa.Table
-    removed: pa.Table  # REMOVALS
-    stats: dict = field(default_factory=dict)
 
-    @property
-    def step_counts(self) -> dict:
-        """rows_in = rows_kept + rows_rejected + rows_duplicate (docs/contracts.md "Counting")."""
-        dup = self.removed.num_rows - self.removed.column("duplicate_of").null_count
-        return {
-            "rows_in": self.kept.num_rows + self.removed.num_rows,
-            "rows_kept": self.kept.num_rows,
-            "rows_rejected": self.removed.num_rows - dup,
-            "rows_duplicate": dup,
-        }
+def _keep_all(n: int, reason: str) -> Decision:
+    return np.zeros(n, bool), reason, None, None
 
 
 # ---------------------------------------------------------------- helpers
@@ -93,52 +74,17 @@ def _first_of_group(codes: np.ndarray) -> np.ndarray:
     return first[inverse.reshape(-1)].astype(np.int64)
 
 
-def _result(
-    table: pa.Table,
-    remove: np.ndarray,
-    step: str,
-    reason: np.ndarray | str,
-    dup_of: np.ndarray | None,
-    detail: list[str | None] | None,
-    stats: dict,
-) -> DedupResult:
-    """Split ``table`` by the boolean ``remove`` mask into kept rows and removal records."""
-    idx = np.flatnonzero(remove)
-    ids = table.column("record_id").combine_chunks()
-    reasons = [reason] * len(idx) if isinstance(reason, str) else list(np.asarray(reason)[idx])
-    removed = pa.table(
-        {
-            "record_id": ids.take(pa.array(idx, pa.int64())),
-            "step": pa.array([step] * len(idx), pa.string()),
-            "reason": pa.array(reasons, pa.string()),
-            "duplicate_of": (
-                ids.take(pa.array(dup_of[idx], pa.int64())) if dup_of is not None else pa.nulls(len(idx), pa.string())
-            ),
-            "detail": pa.array([detail[i] for i in idx] if detail is not None else [None] * len(idx), pa.string()),
-        },
-        schema=REMOVALS,
-    )
-    kept = table.filter(pa.array(~remove)) if len(idx) else table
-    stats = {"rows_in": table.num_rows, "rows_kept": kept.num_rows, "rows_removed": len(idx), **stats}
-    return DedupResult(kept, removed, stats)
-
-
-def _details(rows: np.ndarray, **cols) -> list[str | None]:
+def _details(rows: np.ndarray, **cols: np.ndarray) -> list[str | None]:
     out: list[str | None] = [None] * len(rows)
     for i in np.flatnonzero(rows):
-        out[i] = json.dumps(
-            {
-                k: (
-                    round(float(v[i]), 4)
-                    if isinstance(v[i], (float, np.floating))
-                    else v[i].item()
-                    if hasattr(v[i], "item")
-                    else v[i]
-                )
-                for k, v in cols.items()
-            }
-        )
+        out[i] = json.dumps({k: _plain(v[i]) for k, v in cols.items()})
     return out
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, (float, np.floating)):
+        return round(float(v), 4)
+    return v.item() if hasattr(v, "item") else v
 
 
 def _edge_max(n: int, pairs: np.ndarray, sim: np.ndarray) -> np.ndarray:
@@ -149,44 +95,45 @@ def _edge_max(n: int, pairs: np.ndarray, sim: np.ndarray) -> np.ndarray:
     return best
 
 
-def _dedup_by_graph(
-    table: pa.Table, pairs: np.ndarray, sim: np.ndarray, by, step: str, reason: str, stats: dict, sim_name: str
-) -> DedupResult:
+def _by_graph(
+    table: pa.Table, pairs: np.ndarray, sim: np.ndarray, by: Sequence[str] | None, reason: str, sim_name: str
+) -> Decision:
     n = table.num_rows
     _, comp = components(n, pairs)
     rep = _first_of_group(_group_codes(table, by, comp))
     remove = rep != np.arange(n)
     size = np.bincount(rep, minlength=n)[rep]
-    detail = _details(remove, **{sim_name: _edge_max(n, pairs, sim)}, group_size=size)
-    return _result(table, remove, step, reason, rep, detail, stats)
+    return remove, reason, rep, _details(remove, **{sim_name: _edge_max(n, pairs, sim)}, group_size=size)
 
 
 # ---------------------------------------------------------------- exact / near / semantic
 
 
-def exact_dedup(table: pa.Table, recipe: str = "pair", by: Sequence[str] | None = DEFAULT_BY) -> DedupResult:
-    """Drop repeated rows: same ``record_id`` (reason ``duplicate_record``) or same recipe text (after the
-    builders' normalisation; reason ``exact_duplicate``), keeping the first row of each group."""
+def exact_duplicates(table: pa.Table, recipe: str = "pair", by: Sequence[str] | None = DEFAULT_BY) -> Decision:
+    """Repeated rows: same ``record_id`` (reason ``duplicate_record``) or same recipe text (after the
+    builders' normalisation; reason ``exact_duplicate``); the first row of each group is kept."""
     if table.num_rows == 0:
-        return _result(table, np.zeros(0, bool), "exact_dedup", "exact_duplicate", None, None, {})
+        return _keep_all(0, "exact_duplicate")
     text_codes = _codes(text_array(table, recipe))
     rep = _first_of_group(_group_codes(table, by, text_codes))
     remove = rep != np.arange(table.num_rows)
     ids = _codes(table.column("record_id"))
     reason = np.where(ids == ids[rep], "duplicate_record", "exact_duplicate")
-    detail = _details(remove, recipe=np.full(table.num_rows, recipe, object))
-    return _result(table, remove, "exact_dedup", reason, rep, detail, {"recipe": recipe})
+    return remove, reason, rep, _details(remove, recipe=np.full(table.num_rows, recipe, object))
 
 
-def near_dedup(
-    table: pa.Table, recipe: str = "pair", threshold: float = 0.8, by: Sequence[str] | None = DEFAULT_BY, **minhash_kw
-) -> DedupResult:
+def near_duplicates(
+    table: pa.Table,
+    recipe: str = "pair",
+    threshold: float = 0.8,
+    by: Sequence[str] | None = DEFAULT_BY,
+    **minhash_kw: Any,
+) -> Decision:
     """MinHash near-duplicates of the recipe text over the whole table (reason ``near_duplicate``)."""
     if table.num_rows == 0:
-        return _result(table, np.zeros(0, bool), "near_dedup", "near_duplicate", None, None, {})
+        return _keep_all(0, "near_duplicate")
     res = near_duplicate_clusters(text_array(table, recipe), threshold=threshold, **minhash_kw)
-    stats = {"recipe": recipe, "threshold": threshold, "bands": list(res.bands), "edges": int(len(res.pairs))}
-    return _dedup_by_graph(table, res.pairs, res.similarity, by, "near_dedup", "near_duplicate", stats, "jaccard")
+    return _by_graph(table, res.pairs, res.similarity, by, "near_duplicate", "jaccard")
 
 
 def _unit(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -194,11 +141,8 @@ def _unit(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(vectors, dtype=np.float32)
     if x.ndim != 2:
         raise ValueError(f"vectors must be 2-D (rows, dim), got shape {x.shape}")
-    norms = np.sqrt(
-        np.einsum(
-            "ij,ij->i", np.nan_to_num(x, posinf=0, neginf=0), np.nan_to_num(x, posinf=0, neginf=0), dtype=np.float64
-        )
-    )
+    finite = np.nan_to_num(x, posinf=0, neginf=0)
+    norms = np.sqrt(np.einsum("ij,ij->i", finite, finite, dtype=np.float64))
     valid = np.isfinite(x).all(axis=1) & (norms > 0)
     out = np.zeros_like(x)
     out[valid] = x[valid] / norms[valid, None].astype(np.float32)
@@ -256,39 +200,31 @@ def similar_pairs(
     return np.concatenate(out_p), np.concatenate(out_s)
 
 
-def semantic_dedup(
+def semantic_duplicates(
     table: pa.Table,
     vectors: np.ndarray,
     threshold: float = 0.95,
-    within: np.ndarray | pa.Array | None = None,
+    within: np.ndarray | pa.Array | pa.ChunkedArray | None = None,
     by: Sequence[str] | None = DEFAULT_BY,
     block: int = 2048,
-) -> DedupResult:
+) -> Decision:
     """Rows whose embeddings have cosine >= ``threshold`` (transitively) are duplicates (``semantic_duplicate``).
 
     ``vectors`` are row-aligned. ``within`` (e.g. the ``prompt_cluster`` column) restricts comparisons to rows
-    of the same cluster; otherwise a blockwise all-pairs scan. Bad vectors (NaN, zero) are kept, counted.
+    of the same cluster; otherwise a blockwise all-pairs scan. Bad vectors (NaN, zero) are kept, never matched.
     """
     vectors = np.asarray(vectors)
     if vectors.ndim != 2 or len(vectors) != table.num_rows:
         raise ValueError(f"need one vector per row: {table.num_rows} rows, vectors of shape {vectors.shape}")
     if table.num_rows == 0:
-        return _result(table, np.zeros(0, bool), "semantic_dedup", "semantic_duplicate", None, None, {})
-    groups = (
-        None
-        if within is None
-        else _codes(
+        return _keep_all(0, "semantic_duplicate")
+    groups = None
+    if within is not None:
+        groups = _codes(
             within if isinstance(within, (pa.Array, pa.ChunkedArray)) else pa.array(np.asarray(within).tolist())
         )
-    )
     pairs, sim = similar_pairs(vectors, threshold, groups, block)
-    stats = {
-        "threshold": threshold,
-        "edges": int(len(pairs)),
-        "bad_vectors": int((~_unit(vectors)[1]).sum()),
-        "within_clusters": within is not None,
-    }
-    return _dedup_by_graph(table, pairs, sim, by, "semantic_dedup", "semantic_duplicate", stats, "cosine")
+    return _by_graph(table, pairs, sim, by, "semantic_duplicate", "cosine")
 
 
 # ---------------------------------------------------------------- pair-aware rules
@@ -305,24 +241,16 @@ def pair_similarity(a: pa.Array | Sequence[str], b: pa.Array | Sequence[str], ch
     return np.where(equal, 1.0, sim)
 
 
-def near_identical_pairs(table: pa.Table, threshold: float = 0.9) -> DedupResult:
+def near_identical(table: pa.Table, threshold: float = 0.9) -> Decision:
     """Pairwise rows whose chosen and rejected are near-identical carry no preference: reason
-    ``near_identical_pair`` (similarity in ``detail``)."""
+    ``near_identical_pair`` (similarity in ``detail``). Row by row, so it runs per batch."""
     if shape_of(table) != "pairwise":
         raise ValueError("near_identical_pairs needs pairwise rows (chosen/rejected)")
     if table.num_rows == 0:
-        return _result(table, np.zeros(0, bool), "near_identical_pairs", "near_identical_pair", None, None, {})
+        return _keep_all(0, "near_identical_pair")
     sim = pair_similarity(text_array(table, "chosen"), text_array(table, "rejected"))
     remove = sim >= threshold
-    return _result(
-        table,
-        remove,
-        "near_identical_pairs",
-        "near_identical_pair",
-        None,
-        _details(remove, similarity=sim),
-        {"threshold": threshold},
-    )
+    return remove, "near_identical_pair", None, _details(remove, similarity=sim)
 
 
 def prompt_clusters(
@@ -330,17 +258,16 @@ def prompt_clusters(
     vectors: np.ndarray | None = None,
     threshold: float = 0.7,
     embed_threshold: float = 0.9,
-    column: str = "prompt_cluster",
-    **minhash_kw,
-) -> pa.Table:
-    """Add ``column``: the ``prompt_id`` of the cluster's representative prompt (lowest row index).
+    **minhash_kw: Any,
+) -> pa.Array:
+    """Each row's prompt cluster: the ``prompt_id`` of the cluster's representative prompt (lowest row index).
 
     Distinct prompts are clustered by MinHash over the prompt text (char n-grams for short prompts); with
     row-aligned prompt ``vectors``, prompts with cosine >= ``embed_threshold`` are merged too.
     """
     n = table.num_rows
     if n == 0:
-        return _set_column(table, column, pa.array([], pa.string()))
+        return pa.array([], pa.string())
     pid = _codes(table.column("prompt_id"))
     _, first, inverse = np.unique(pid, return_index=True, return_inverse=True)
     order = np.argsort(first)  # distinct prompts in first-appearance order
@@ -359,13 +286,7 @@ def prompt_clusters(
         pairs = np.concatenate([pairs, emb_pairs])
     _, rep = components(len(first), pairs)
     ids = uniq.column("prompt_id").combine_chunks()
-    return _set_column(table, column, ids.take(pa.array(rep[u_of_row])))
-
-
-def _set_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
-    if name in table.column_names:
-        return table.set_column(table.column_names.index(name), name, values)
-    return table.append_column(name, values)
+    return ids.take(pa.array(rep[u_of_row]))
 
 
 def _priority(values: pa.Array | pa.ChunkedArray, seed: int) -> np.ndarray:
@@ -378,8 +299,8 @@ def _priority(values: pa.Array | pa.ChunkedArray, seed: int) -> np.ndarray:
     return h ^ (h >> np.uint64(29))
 
 
-def cap_per_cluster(table: pa.Table, cap: int, seed: int = 0, column: str = "prompt_cluster") -> DedupResult:
-    """Keep at most ``cap`` rows per cluster, a seeded random choice that does not depend on row order
+def cluster_cap(table: pa.Table, cap: int, seed: int = 0, column: str = "prompt_cluster") -> Decision:
+    """At most ``cap`` rows per cluster, a seeded random choice that does not depend on row order
     (reason ``cluster_cap``); stops one popular prompt from dominating the data."""
     if cap < 1:
         raise ValueError("cap must be >= 1")
@@ -387,7 +308,7 @@ def cap_per_cluster(table: pa.Table, cap: int, seed: int = 0, column: str = "pro
         raise ValueError(f"no {column!r} column: run prompt_clusters first")
     n = table.num_rows
     if n == 0:
-        return _result(table, np.zeros(0, bool), "cap_per_cluster", "cluster_cap", None, None, {"cap": cap})
+        return _keep_all(0, "cluster_cap")
     cl = _codes(table.column(column))
     order = np.lexsort((_priority(table.column("record_id"), seed), cl))
     first = np.flatnonzero(np.r_[True, cl[order][1:] != cl[order][:-1]])
@@ -396,35 +317,4 @@ def cap_per_cluster(table: pa.Table, cap: int, seed: int = 0, column: str = "pro
     remove = rank >= cap
     size = np.bincount(cl)[cl]
     clusters = table.column(column).combine_chunks().to_numpy(zero_copy_only=False)
-    detail = _details(remove, cluster=clusters, cluster_rows=size, cap=np.full(n, cap))
-    return _result(table, remove, "cap_per_cluster", "cluster_cap", None, detail, {"cap": cap, "seed": seed})
-
-
-def cluster_split(cluster_ids: np.ndarray | pa.Array | Sequence, test_fraction: float, seed: int = 0) -> np.ndarray:
-    """Boolean ``is_test`` per row, assigned by whole clusters so near-duplicate prompts never sit in both
-    train and test. Clusters are taken in a seeded hash order until the test share is closest to
-    ``test_fraction``; the result depends on the cluster ids and seed, not on row order. Null ids form one
-    cluster."""
-    if not 0.0 <= test_fraction <= 1.0:
-        raise ValueError("test_fraction must be in [0, 1]")
-    arr = cluster_ids if isinstance(cluster_ids, (pa.Array, pa.ChunkedArray)) else pa.array(list(cluster_ids))
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    n = len(arr)
-    if n == 0:
-        return np.zeros(0, bool)
-    arr = arr.cast(pa.string())
-    arr = arr.fill_null("\x00null")  # rows without a cluster id travel together (order-independent)
-    enc = pc.dictionary_encode(arr)
-    codes = enc.indices.to_numpy().astype(np.int64)
-    sizes = np.bincount(codes, minlength=len(enc.dictionary))
-    order = np.argsort(_priority(enc.dictionary, seed), kind="stable")
-    cum = np.cumsum(sizes[order])
-    target = test_fraction * n
-    k = int(np.searchsorted(cum, target))  # clusters order[:k] stay under target, order[:k+1] reach it
-    below = cum[k - 1] if k > 0 else 0
-    if k < len(cum) and cum[k] - target < target - below:
-        k += 1  # including the crossing cluster gets closer to the target
-    is_test_cluster = np.zeros(len(sizes), bool)
-    is_test_cluster[order[:k]] = True
-    return is_test_cluster[codes]
+    return remove, "cluster_cap", None, _details(remove, cluster=clusters, cluster_rows=size, cap=np.full(n, cap))

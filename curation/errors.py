@@ -1,7 +1,7 @@
 """Curation errors, the shared embedding-matrix checks, and the BLAS thread limit.
 
 Bad input to a curation step is the caller's problem, not a crash: it raises `CurationError` (a
-`ValueError`, so callers that already catch ValueError keep working) with a message that says what
+`PrefmillError`, and a `ValueError` so callers that already catch ValueError keep working) with a message that says what
 to fix, or — where a step can go on without the row — the row is rejected with a counted reason.
 """
 
@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import contextlib
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
+
+from schemas.errors import PrefmillError
 
 BAD_EMBEDDING = "bad_embedding"
 
 
-class CurationError(ValueError):
+class CurationError(PrefmillError, ValueError):
     """Input a curation step cannot work with (empty data, bad budget, too few rows, ...)."""
 
 
-def as_matrix(vectors, name: str = "vectors") -> np.ndarray:
+def as_matrix(vectors: Any, name: str = "vectors") -> np.ndarray:
     """`vectors` as a 2-D float array (float32 stays float32: 200k x 384 is 300 MB, not 600)."""
     try:
         x = np.asarray(vectors)
@@ -59,13 +62,13 @@ def normalize_rows(x: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
-def _threadpools():
+def _threadpools() -> Any:
     from threadpoolctl import ThreadpoolController  # scikit-learn's dependency
 
     return ThreadpoolController()
 
 
-def blas_threads(n: int | None = 1):
+def blas_threads(n: int | None = 1) -> contextlib.AbstractContextManager:
     """Context manager capping BLAS threads at `n` (None: leave the library default).
 
     Curation runs beside other processes (Beam workers, other jobs) on few cores; there,

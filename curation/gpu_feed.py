@@ -24,8 +24,9 @@ import atexit
 import os
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from typing import Any
 
 import numpy as np
 
@@ -47,24 +48,24 @@ def _init_worker(tokenizer_json: str) -> None:
     _WORKER_TOKENIZER = Tokenizer.from_str(tokenizer_json)
 
 
-def _encode(tokenizer, texts: list[str]) -> tuple[dict[str, np.ndarray], int]:
-    """Padded int64 arrays per input key, and how many texts overflowed the window."""
+def _encode(tokenizer: Any, texts: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Padded int64 arrays per input key, and which texts overflowed the window."""
     encs = tokenizer.encode_batch(texts)  # padded to the batch's longest by the tokenizer's own settings
     out = {
         k: np.array([getattr(e, a) for e in encs], dtype=np.int64)
         for k, a in zip(_KEYS, ("ids", "type_ids", "attention_mask"))
     }
-    return out, sum(bool(e.overflowing) for e in encs)
+    return out, np.fromiter((bool(e.overflowing) for e in encs), bool, len(encs))
 
 
-def _encode_in_worker(texts: list[str]) -> tuple[dict[str, np.ndarray], int]:
+def _encode_in_worker(texts: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
     return _encode(_WORKER_TOKENIZER, texts)
 
 
 # ---------------------------------------------------------------- driver side
 
 
-def _configured_json(model, sample: list[str]) -> str:
+def _configured_json(model: Any, sample: list[str]) -> str:
     """The model's Rust tokenizer, configured by one call made exactly as ``preprocess`` makes it."""
     import copy
 
@@ -73,17 +74,18 @@ def _configured_json(model, sample: list[str]) -> str:
     return tok.backend_tokenizer.to_str()
 
 
-def single_pass_ok(model, sample: Sequence[str]) -> bool:
+def single_pass_ok(model: Any, sample: Sequence[str]) -> bool:
     """Whether ``encode_pipelined`` reproduces ``model.encode``'s inputs for this model (checked on ``sample``
     once per model object): a fast tokenizer, no default prompt, identical input tensors to ``preprocess``."""
     with _LOCK:
-        entry = _CHECKED.get(id(model), False)
-        if entry is False or (entry is not None and entry[0] is not model):
+        known = id(model) in _CHECKED
+        entry = _CHECKED.get(id(model))
+        if not known or (entry is not None and entry[0] is not model):
             entry = _CHECKED[id(model)] = _check(model, [t for t in sample if t] or ["a"])
         return entry is not None
 
 
-def _check(model, sample: list[str]):
+def _check(model: Any, sample: list[str]) -> tuple | None:
     import torch
     from tokenizers import Tokenizer
 
@@ -132,9 +134,10 @@ atexit.register(shutdown_pools)
 
 
 def iter_inputs(
-    model, texts: list[str], batches: list[np.ndarray], workers: int | None = None, ahead: int | None = None
-):
-    """Yield (model input arrays, texts truncated) per batch, in order, tokenised ahead in worker processes.
+    model: Any, texts: list[str], batches: list[np.ndarray], workers: int | None = None, ahead: int | None = None
+) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+    """Yield (model input arrays, which texts overflowed the window) per batch, in order, tokenised ahead in
+    worker processes.
 
     Call ``single_pass_ok(model, ...)`` first: it records which inputs the model takes.
     """
@@ -159,9 +162,10 @@ def iter_inputs(
 
 
 def encode_pipelined(
-    model, texts: list[str], batches: list[np.ndarray], workers: int | None = None, ahead: int | None = None
-) -> tuple[np.ndarray, int]:
-    """(unnormalised float32 embeddings, rows in the order of ``concatenate(batches)``; texts truncated)."""
+    model: Any, texts: list[str], batches: list[np.ndarray], workers: int | None = None, ahead: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(unnormalised float32 embeddings, which texts overflowed the window), both in the order of
+    ``concatenate(batches)``."""
     import torch
 
     entry = _CHECKED.get(id(model))
@@ -169,13 +173,13 @@ def encode_pipelined(
         raise RuntimeError("encode_pipelined needs single_pass_ok(model, sample) to have passed first")
     extras, device = entry[2], model.device
     pin = device.type == "cuda"
-    outs, truncated = [], 0
+    outs, cuts = [], []
     with torch.inference_mode():
         for arrays, cut in iter_inputs(model, texts, batches, workers, ahead):
-            truncated += cut
+            cuts.append(cut)
             inputs = {}
             for k, a in arrays.items():
                 t = torch.from_numpy(a)
                 inputs[k] = t.pin_memory().to(device, non_blocking=True) if pin else t
             outs.append(model({**extras, **inputs})["sentence_embedding"])
-    return torch.cat(outs).float().cpu().numpy(), truncated
+    return torch.cat(outs).float().cpu().numpy(), np.concatenate(cuts) if cuts else np.zeros(0, bool)

@@ -15,7 +15,9 @@ scored with that head — assigning on the held-out pairs themselves would favou
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.special import logsumexp
@@ -38,14 +40,14 @@ class GroupModel:
     iters_run: int
     mix_weights: np.ndarray = field(default_factory=lambda: np.ones(1))  # soft EM pi_k; hard: shares
 
-    def assign_keys(self, diffs, keys) -> dict:
+    def assign_keys(self, diffs: Any, keys: Any) -> dict:
         """E-step for (possibly new) keys on the given pairs: key -> best head."""
         d = as_matrix(diffs, "diffs")
         u, inv = _codes(keys, len(d))
         user_ll = _user_loglik(_pair_loglik(d, self._W()), inv, len(u))
         return dict(zip(u.tolist(), np.argmax(user_ll, axis=1).tolist()))
 
-    def loglik(self, diffs, keys) -> np.ndarray:
+    def loglik(self, diffs: Any, keys: Any) -> np.ndarray:
         """Per-pair log P(chosen > rejected) under each pair's group head; keys this model has not
         seen are assigned by the E-step on these pairs (as the authors do for held-out users)."""
         d = as_matrix(diffs, "diffs")
@@ -62,7 +64,7 @@ class GroupModel:
         """Groups that kept at least one key (hard EM can empty a group: it is then K-1 groups)."""
         return len(set(self.assign.values()))
 
-    def min_score(self, e) -> np.ndarray:
+    def min_score(self, e: Any) -> np.ndarray:
         """MaxMin reward min_k w_k . e (for best-of-n or a worst-group objective)."""
         return np.min(np.asarray(e, dtype=np.float64) @ self._W().T, axis=-1)
 
@@ -71,8 +73,8 @@ class GroupModel:
 
 
 def fit_groups(
-    diffs,
-    group_keys,
+    diffs: Any,
+    group_keys: Any,
     k: int,
     iters: int = 10,
     init: str = "mod",
@@ -114,7 +116,7 @@ def fit_groups(
     rng = np.random.default_rng(seed)
     if C is None:
         C = choose_C(d, np.ones(len(d)), DEFAULT_CS, 5, rng)[0]
-    best = None
+    best, best_crit = None, np.inf
     for run in range(int(n_init)):
         z0 = np.arange(n_u) % k if (init == "mod" and run == 0) else rng.permutation(n_u) % k
         fit = _em(d, inv, keys_u, z0, int(k), iters, float(C), method)
@@ -122,6 +124,7 @@ def fit_groups(
         crit = fit.objective_trace[-1] if method == "hard" else -fit.loglik_trace[-1]
         if best is None or crit < best_crit - 1e-9:
             best, best_crit = fit, crit
+    assert best is not None  # n_init >= 1
     return _package(best, d, inv, keys_u, float(C), grouping_key, init, method, model_name, recipe)
 
 
@@ -136,13 +139,22 @@ class _Fit:
     iters_run: int
 
 
-def _em(d, inv, keys_u, z, k, iters, C, method) -> _Fit:
+def _em(
+    d: np.ndarray,
+    inv: np.ndarray,
+    keys_u: np.ndarray,
+    z: np.ndarray,
+    k: int,
+    iters: int,
+    C: float,
+    method: str,
+) -> _Fit:
     n_u = len(keys_u)
     resp = np.eye(k)[z]  # users x groups; one-hot for hard EM
     pi = resp.mean(axis=0)
     W = np.zeros((k, d.shape[1]))
     ll_trace, obj_trace, converged, it = [], [], False, 0
-    for it in range(1, iters + 1):
+    for it in range(1, iters + 1):  # noqa: B007 (``it`` is the number of rounds run, reported below)
         W, obj = _m_step(d, inv, resp, W, C)
         obj_trace.append(obj)
         user_ll = _user_loglik(_pair_loglik(d, W), inv, n_u)
@@ -174,7 +186,18 @@ def _em(d, inv, keys_u, z, k, iters, C, method) -> _Fit:
     return _Fit(z, W, pi, ll_trace, obj_trace, converged, it)
 
 
-def _package(fit, d, inv, keys_u, C, grouping_key, init, method, model_name, recipe) -> GroupModel:
+def _package(
+    fit: _Fit,
+    d: np.ndarray,
+    inv: np.ndarray,
+    keys_u: np.ndarray,
+    C: float,
+    grouping_key: str,
+    init: str,
+    method: str,
+    model_name: str,
+    recipe: str,
+) -> GroupModel:
     z, W, k = fit.z, fit.W, fit.W.shape[0]
     heads = []
     pair_g = z[inv]
@@ -226,15 +249,15 @@ class KChoice:
 
 
 def choose_k(
-    diffs,
-    keys,
-    k_range=range(1, 6),
+    diffs: Any,
+    keys: Any,
+    k_range: Iterable[int] = range(1, 6),
     holdout: float = 0.2,
     seed: int = 0,
     rule: str = "1se",
     n_init: int = 4,
     cross_fit: bool = True,
-    **fit_kwargs,
+    **fit_kwargs: Any,
 ) -> KChoice:
     """Pick K by held-out log-likelihood of each key's own held-out pairs.
 
@@ -303,7 +326,7 @@ def choose_k(
 
 
 # ---- helpers -------------------------------------------------------------------------------
-def _codes(keys, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _codes(keys: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     a = np.asarray(keys)
     if a.ndim != 1 or a.shape[0] != n:
         raise CurationError(f"need one group key per pair ({n}), got shape {a.shape}")
@@ -321,7 +344,7 @@ def _user_loglik(pair_ll: np.ndarray, inv: np.ndarray, n_u: int) -> np.ndarray:
     return np.stack([np.bincount(inv, weights=pair_ll[:, g], minlength=n_u) for g in range(pair_ll.shape[1])], axis=1)
 
 
-def _m_step(d, inv, resp, W_prev, C) -> tuple[np.ndarray, float]:
+def _m_step(d: np.ndarray, inv: np.ndarray, resp: np.ndarray, W_prev: np.ndarray, C: float) -> tuple[np.ndarray, float]:
     W = W_prev.copy()
     obj = 0.0
     for g in range(resp.shape[1]):
@@ -333,7 +356,7 @@ def _m_step(d, inv, resp, W_prev, C) -> tuple[np.ndarray, float]:
     return W, obj
 
 
-def _fold_ids(inv: np.ndarray, n_u: int, folds: int, rng) -> np.ndarray:
+def _fold_ids(inv: np.ndarray, n_u: int, folds: int, rng: np.random.Generator) -> np.ndarray:
     """Fold of each pair: each key's pairs in random order dealt round-robin; -1 for lone pairs."""
     order = rng.permutation(len(inv))
     order = order[np.argsort(inv[order], kind="stable")]  # grouped by key, random within key

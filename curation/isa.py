@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -57,11 +58,11 @@ class ISAFit:
 
 
 def isa_scores(
-    vectors,
+    vectors: Any,
     n_components_pca: int = DEFAULT_PCA_DIM,
     gmm_components: int = DEFAULT_GMM_COMPONENTS,
     seed: int = 0,
-    **kwargs,
+    **kwargs: Any,
 ) -> np.ndarray:
     """Per-example entropy change dH_i (float64, shape (n,)); see the module docstring.
 
@@ -71,7 +72,7 @@ def isa_scores(
 
 
 def isa_fit(
-    vectors,
+    vectors: Any,
     n_components_pca: int = DEFAULT_PCA_DIM,
     gmm_components: int = DEFAULT_GMM_COMPONENTS,
     seed: int = 0,
@@ -111,7 +112,15 @@ def isa_fit(
 
 
 def _isa_fit(
-    vectors, n_components_pca, gmm_components, seed, covariance_type, normalize, reg_covar, max_fit_rows, max_iter
+    vectors: Any,
+    n_components_pca: int,
+    gmm_components: int,
+    seed: int,
+    covariance_type: str,
+    normalize: bool,
+    reg_covar: float,
+    max_fit_rows: int | None,
+    max_iter: int,
 ) -> ISAFit:
     x = as_matrix(vectors)
     n, d = x.shape

@@ -41,10 +41,6 @@ class NearDupResult:
     similarity: np.ndarray  # (m,) float64 Jaccard of each edge (exact or estimated, see `verify`)
     bands: tuple[int, int]  # (b, r) used for LSH
 
-    @property
-    def is_duplicate(self) -> np.ndarray:
-        return self.representative != np.arange(len(self.representative))
-
 
 @dataclass
 class Shingles:
@@ -429,4 +425,4 @@ def near_duplicate_clusters(
     keep = sim >= threshold if verify != "none" else np.ones(len(cand), bool)
     pairs, sim = cand[keep], sim[keep]
     cluster_id, rep = components(n, pairs)
-    return NearDupResult(cluster_id, rep, pairs, sim, tuple(bands))
+    return NearDupResult(cluster_id, rep, pairs, sim, (int(bands[0]), int(bands[1])))

@@ -130,8 +130,3 @@ def text_array(table: pa.Table, recipe: str) -> pa.Array:
     else:
         parts.append(conversation_texts(_col(table, "completion")))
     return pc.binary_join_element_wise(*parts, _PART_SEP)
-
-
-def texts_for(table: pa.Table, recipe: str) -> list[str]:
-    """The recipe's text per row, in row order (see the module table)."""
-    return text_array(table, recipe).to_pylist()

@@ -20,14 +20,20 @@ from __future__ import annotations
 
 import io
 import json
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from scipy.optimize import minimize, minimize_scalar
 from scipy.special import expit
 
 from curation.errors import CurationError, as_matrix, blas_threads
+from curation.recipes import text_array
 
 RECIPES = {
     "prompt_newline_response": lambda prompt, response: f"{prompt}\n{response}",
@@ -40,7 +46,7 @@ ECE_BINS = 10  # DEFAULT: equal-width confidence bins over [0.5, 1]
 _FORMAT = "prefmill.bt_reward/1"
 
 
-def response_texts(prompts, responses, recipe: str = DEFAULT_RECIPE) -> list[str]:
+def response_texts(prompts: Sequence[str], responses: Sequence[str], recipe: str = DEFAULT_RECIPE) -> list[str]:
     """Texts to embed for (prompt, response) pairs under `recipe`."""
     if recipe not in RECIPES:
         raise CurationError(f"unknown recipe {recipe!r}; known: {sorted(RECIPES)}")
@@ -48,6 +54,26 @@ def response_texts(prompts, responses, recipe: str = DEFAULT_RECIPE) -> list[str
         raise CurationError(f"{len(prompts)} prompts but {len(responses)} responses")
     f = RECIPES[recipe]
     return [f(p, r) for p, r in zip(prompts, responses)]
+
+
+def preference_pairs(table: pa.Table, sample: int | None = None, seed: int = 0) -> pa.Table:
+    """The pairs that carry a preference (label ``chosen_better``; ties do not), optionally a seeded sample
+    of ``sample`` of them in table order."""
+    table = table.filter(pc.equal(table.column("label"), "chosen_better"))
+    if sample is not None and sample < table.num_rows:
+        idx = np.sort(np.random.default_rng(seed).choice(table.num_rows, sample, replace=False))
+        table = table.take(pa.array(idx))
+    if table.num_rows == 0:
+        raise CurationError("no non-tie pairs to learn from")
+    return table
+
+
+def pair_texts(table: pa.Table, recipe: str = DEFAULT_RECIPE) -> list[str]:
+    """Texts to embed for pairwise rows under ``recipe``: every (prompt, chosen), then every (prompt, rejected)."""
+    prompts = text_array(table, "prompt").to_pylist()
+    return response_texts(prompts, text_array(table, "chosen").to_pylist(), recipe) + response_texts(
+        prompts, text_array(table, "rejected").to_pylist(), recipe
+    )
 
 
 @dataclass(frozen=True)
@@ -63,14 +89,14 @@ class BTRewardModel:
     @classmethod
     def fit(
         cls,
-        diffs,
+        diffs: Any,
         *,
         C: float | None = None,
-        Cs=DEFAULT_CS,
+        Cs: Sequence[float] = DEFAULT_CS,
         cv: int = 5,
         holdout: float = 0.2,
         seed: int = 0,
-        sample_weight=None,
+        sample_weight: Any = None,
         model_name: str = "",
         recipe: str = DEFAULT_RECIPE,
     ) -> BTRewardModel:
@@ -131,26 +157,26 @@ class BTRewardModel:
         return cls(weights=w, temperature=float(T), C=float(C), model_name=model_name, recipe=recipe, train_stats=stats)
 
     # ---- scoring -------------------------------------------------------------------------
-    def score(self, e) -> np.ndarray:
+    def score(self, e: Any) -> np.ndarray:
         """Linear reward w . e for rows of e (n, d) (or one vector -> scalar array)."""
         return self._rows(e) @ self.weights
 
-    def margin(self, e_a, e_b) -> np.ndarray:
+    def margin(self, e_a: Any, e_b: Any) -> np.ndarray:
         """Raw reward difference r(a) - r(b) = w . (e_a - e_b) (uncalibrated logit)."""
         return self.score(e_a) - self.score(e_b)
 
-    def prob(self, e_a, e_b) -> np.ndarray:
+    def prob(self, e_a: Any, e_b: Any) -> np.ndarray:
         """Calibrated P(a preferred over b) = sigmoid(margin / T)."""
         return expit(self.margin(e_a, e_b) / self.temperature)
 
-    def pair_loglik(self, diffs, calibrated: bool = False) -> np.ndarray:
+    def pair_loglik(self, diffs: Any, calibrated: bool = False) -> np.ndarray:
         """log P(chosen > rejected) per pair of diffs (n, d); raw logits unless `calibrated`."""
         m = self._rows(diffs) @ self.weights
         if calibrated:
             m = m / self.temperature
         return -np.logaddexp(0.0, -m)
 
-    def _rows(self, e) -> np.ndarray:
+    def _rows(self, e: Any) -> np.ndarray:
         e = np.asarray(e, dtype=np.float64)
         if e.shape[-1:] != self.weights.shape:
             raise CurationError(f"embedding dim {e.shape[-1:]} does not match the model's {self.weights.shape}")
@@ -195,17 +221,17 @@ class BTRewardModel:
         except Exception as e:  # zip/npz/json/key errors: one clear message
             raise CurationError(f"not a BTRewardModel blob: {type(e).__name__}: {e}") from None
 
-    def save(self, path) -> Path:
+    def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
         path.write_bytes(self.to_bytes())
         return path
 
     @classmethod
-    def load(cls, path) -> BTRewardModel:
+    def load(cls, path: str | os.PathLike) -> BTRewardModel:
         return cls.from_bytes(Path(path).read_bytes())
 
 
-def score_pairs(model: BTRewardModel, e_prompt_chosen, e_prompt_rejected) -> tuple[np.ndarray, np.ndarray]:
+def score_pairs(model: BTRewardModel, e_prompt_chosen: Any, e_prompt_rejected: Any) -> tuple[np.ndarray, np.ndarray]:
     """(calibrated P(chosen > rejected), raw margin) per pair; embeddings under `model.recipe`."""
     return model.prob(e_prompt_chosen, e_prompt_rejected), model.margin(e_prompt_chosen, e_prompt_rejected)
 
@@ -222,8 +248,8 @@ def fit_weights(d: np.ndarray, C: float, sw: np.ndarray | None = None, w0: np.nd
         return _lbfgs(d, C, sw, w0)
 
 
-def _lbfgs(d, C, sw, w0):
-    def f(w):
+def _lbfgs(d: np.ndarray, C: float, sw: np.ndarray, w0: np.ndarray | None) -> np.ndarray:
+    def f(w: np.ndarray) -> tuple[float, np.ndarray]:
         m = d @ w
         loss = 2.0 * C * (sw @ np.logaddexp(0.0, -m)) + 0.5 * (w @ w)
         grad = -2.0 * C * (d.T @ (sw * expit(-m))) + w
@@ -265,7 +291,7 @@ def ece(m: np.ndarray, T: float = 1.0, sw: np.ndarray | None = None, bins: int =
     return float(np.abs(gap).sum() / wsum.sum())
 
 
-def _calibration_report(m, sw, T, rng) -> dict:
+def _calibration_report(m: np.ndarray, sw: np.ndarray, T: float, rng: np.random.Generator) -> dict:
     order = rng.permutation(len(m))
     a, b = order[: len(m) // 2], order[len(m) // 2 :]
     Ta, Tb = fit_temperature(m[a], sw[a]), fit_temperature(m[b], sw[b])
@@ -280,7 +306,9 @@ def _calibration_report(m, sw, T, rng) -> dict:
     }
 
 
-def choose_C(d, sw, Cs, cv, rng) -> tuple[float, str, dict]:
+def choose_C(
+    d: np.ndarray, sw: np.ndarray, Cs: Sequence[float], cv: int, rng: np.random.Generator
+) -> tuple[float, str, dict]:
     """(C with the lowest k-fold CV log-loss, how it was chosen, loss per C); folds split pairs.
     Within a fold the Cs run in ascending order, each warm-started from the previous solution
     (the regularisation path): large C from zero takes L-BFGS many times longer."""
@@ -302,15 +330,15 @@ def choose_C(d, sw, Cs, cv, rng) -> tuple[float, str, dict]:
     return best, "cv", {repr(c): float(v) for c, v in losses.items()}
 
 
-def _acc(m, sw) -> float:
+def _acc(m: np.ndarray, sw: np.ndarray) -> float:
     return float((sw @ ((m > 0) + 0.5 * (m == 0))) / sw.sum())
 
 
-def _logloss(m, sw) -> float:
+def _logloss(m: np.ndarray, sw: np.ndarray) -> float:
     return float((sw @ np.logaddexp(0.0, -m)) / sw.sum())
 
 
-def _json_default(o):
+def _json_default(o: Any) -> Any:
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):

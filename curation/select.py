@@ -16,8 +16,7 @@ valid rows (density is a property of the whole pool); ranking and k-center run i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -28,33 +27,30 @@ METHODS = ("isa", "random", "kcenter")
 MODES = ("topk", "stochastic")
 
 
-@dataclass(frozen=True)
-class SelectionResult:
+class Selection(NamedTuple):
+    """Per-row arrays and a summary (what a run reports)."""
+
     selected: np.ndarray  # bool (n,)
-    scores: np.ndarray  # float (n,): isa dH / random key / k-center distance; NaN for bad rows
-    #                     (and for k-center rows of a stratum that got no quota)
-    reasons: np.ndarray  # object (n,) of str, see module docstring
-    method: str
-    n_target: int  # rows the budget asked for
-    counts: dict  # rows_in, selected, not_selected, bad_embedding
-    strata: dict = field(default_factory=dict)  # stratum -> {"valid": int, "selected": int}
-    info: dict = field(default_factory=dict)  # method details, fallbacks, dropped strata
+    scores: np.ndarray  # float (n,): ISA dH / random key / k-center distance; NaN for bad rows (and for
+    #                     k-center rows of a stratum that got no quota)
+    reasons: np.ndarray  # object (n,) of str, see the module docstring
+    summary: dict  # method, n_target, rows_in, selected, not_selected, bad_embedding, info, strata
 
 
 def select(
-    method: Literal["isa", "random", "kcenter"],
-    vectors,
+    method: str,
+    vectors: Any,
     budget: float | int,
     *,
     seed: int = 0,
-    mode: Literal["topk", "stochastic"] = "topk",
+    mode: str = "topk",
     strata: np.ndarray | None = None,
     temperature: float = 1.0,
     direction: Literal["high", "low"] = "high",
     isa_params: dict | None = None,
     isa_fallback: Literal["error", "random"] = "error",
-) -> SelectionResult:
-    """Pick a budgeted subset of rows of `vectors` (n, d).
+) -> Selection:
+    """Pick a budgeted subset of rows of `vectors` (n, d): method "isa", "random" or "kcenter".
 
     mode (ISA only): "topk" keeps the largest entropy change (DEFAULT, §5); "stochastic" samples
         without replacement with P proportional to softmax(z/temperature), z = standardised
@@ -90,7 +86,7 @@ def select(
     xv = x if valid.size == n else x[valid]
     info: dict = {"mode": mode, "direction": direction, "seed": seed} if method == "isa" else {"seed": seed}
     used = method
-    params = {"seed": seed} | dict(isa_params or {})
+    params: dict[str, Any] = {"seed": seed} | dict(isa_params or {})
     if method == "isa" and valid.size < MIN_ROWS_PER_COMPONENT * params.get("gmm_components", 2):
         if isa_fallback != "random":
             isa_fit(xv, **params)  # raises the CurationError that explains the minimum
@@ -143,26 +139,22 @@ def select(
         info["strata_dropped"] = [names[i] for i in dropped]
     sel_by = np.bincount(labels[selected], minlength=len(names))
     val_by = np.bincount(labels[valid], minlength=len(names))
-    return SelectionResult(
-        selected=selected,
-        scores=scores,
-        reasons=reasons,
-        method=method,
-        n_target=k,
-        counts={
-            "rows_in": n,
-            "selected": int(selected.sum()),
-            "not_selected": int(valid.size - selected.sum()),
-            BAD_EMBEDDING: int(bad.sum()),
-        },
-        strata={}
+    summary = {
+        "method": method,
+        "n_target": k,
+        "rows_in": n,
+        "selected": int(selected.sum()),
+        "not_selected": int(valid.size - selected.sum()),
+        BAD_EMBEDDING: int(bad.sum()),
+        "info": info,
+        "strata": {}
         if strata is None
         else {names[i]: {"valid": int(val_by[i]), "selected": int(sel_by[i])} for i in range(len(names))},
-        info=info,
-    )
+    }
+    return Selection(selected, scores, reasons, summary)
 
 
-def resolve_budget(budget, n_valid: int) -> int:
+def resolve_budget(budget: Any, n_valid: int) -> int:
     """Row count for `budget` (fraction in (0, 1] of `n_valid`, or an int count)."""
     if isinstance(budget, (bool, np.bool_)):
         raise CurationError(f"budget must be a fraction in (0, 1] or a row count, got {budget!r}")
@@ -219,7 +211,7 @@ def kcenter_greedy(x_unit: np.ndarray, k: int, rng: np.random.Generator) -> tupl
     return picks, dist
 
 
-def _strata_codes(strata, n: int) -> tuple[np.ndarray, list[str]]:
+def _strata_codes(strata: Any, n: int) -> tuple[np.ndarray, list[str]]:
     if strata is None:
         return np.zeros(n, dtype=np.int64), ["all"]
     s = np.asarray(strata)

@@ -11,51 +11,14 @@ stratify by so a minority group is not erased.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 
-from curation.errors import CurationError
-from curation.groups import choose_k, fit_groups
-from curation.recipes import text_array
-from curation.reward import DEFAULT_RECIPE, BTRewardModel, response_texts
+from curation.reward import DEFAULT_RECIPE, BTRewardModel, pair_texts, preference_pairs
+from curation.steps import GroupsConfig
+from pipelines.curate import run_annotator_groups, run_reward_score
 from pipelines.embed import embed_texts
-from warehouse import RunCounts, StepCount, Warehouse
-
-
-@dataclass
-class PairEmbeddings:
-    table: pa.Table  # the non-tie pairs used
-    chosen: np.ndarray
-    rejected: np.ndarray
-    computed: int
-    cache_hits: int
-
-
-def embed_pairs(
-    wh: Warehouse,
-    table: pa.Table,
-    recipe: str = DEFAULT_RECIPE,
-    model: str | None = None,
-    sample: int | None = None,
-    seed: int = 0,
-) -> PairEmbeddings:
-    """Embeddings of (prompt, chosen) and (prompt, rejected) for the non-tie pairs (cached)."""
-    table = table.filter(pc.equal(table.column("label"), "chosen_better"))
-    if sample is not None and sample < table.num_rows:
-        idx = np.sort(np.random.default_rng(seed).choice(table.num_rows, sample, replace=False))
-        table = table.take(pa.array(idx))
-    if table.num_rows == 0:
-        raise CurationError("no non-tie pairs to learn from")
-    prompts = text_array(table, "prompt").to_pylist()
-    texts = response_texts(prompts, text_array(table, "chosen").to_pylist(), recipe) + response_texts(
-        prompts, text_array(table, "rejected").to_pylist(), recipe
-    )
-    vecs, counts = embed_texts(texts, str(wh.root), f"bt:{recipe}", model=model)
-    n = table.num_rows
-    return PairEmbeddings(table, vecs[:n], vecs[n:], counts.computed, counts.cache_hits)
+from warehouse import Warehouse, run_counts, step_counts
 
 
 def train_reward(
@@ -70,10 +33,11 @@ def train_reward(
     C: float | None = None,
 ) -> dict:
     version_id = wh.resolve_version(dataset, version)
-    run_id = wh.begin_run("reward_train", dataset, {"version": version_id, "recipe": recipe, "sample": sample})
-    try:
-        pe = embed_pairs(wh, wh.read(dataset, "pairwise", version_id), recipe, model, sample, seed)
-        rm = BTRewardModel.fit(pe.chosen - pe.rejected, C=C, seed=seed, recipe=recipe)
+    with wh.run("reward_train", dataset, {"version": version_id, "recipe": recipe, "sample": sample}) as run:
+        pairs = preference_pairs(wh.read(dataset, "pairwise", version_id), sample, seed)
+        vecs, counts = embed_texts(pair_texts(pairs, recipe), wh.root, f"bt:{recipe}", model=model, work=run.work)
+        n = pairs.num_rows
+        rm = BTRewardModel.fit(vecs[:n] - vecs[n:], C=C, seed=seed, recipe=recipe)
         model_id = wh.put_model(
             "bt_reward",
             dataset,
@@ -82,73 +46,44 @@ def train_reward(
             params={"recipe": recipe, "C": rm.C, "temperature": rm.temperature, "seed": seed},
             metrics=rm.train_stats,
         )
-        wh.set_run_metrics(
-            run_id,
+        run.metrics(
             {
                 "model_id": model_id,
-                "pairs": pe.table.num_rows,
-                "embed_computed": pe.computed,
-                "embed_cache_hits": pe.cache_hits,
+                "pairs": n,
+                "embed_computed": counts.computed,
+                "embed_cache_hits": counts.cache_hits,
                 **_jsonable(rm.train_stats),
-            },
+            }
         )
-        wh.finish_run(run_id, rows_read=pe.table.num_rows)
-    except BaseException as e:
-        wh.fail_run(run_id, f"{type(e).__name__}: {e}")
-        raise
-    return {"run_id": run_id, "model_id": model_id, "pairs": pe.table.num_rows, "stats": _jsonable(rm.train_stats)}
+        run.finish(rows_read=n)
+    return {"run_id": run.run_id, "model_id": model_id, "pairs": n, "stats": _jsonable(rm.train_stats)}
 
 
 def score_dataset(wh: Warehouse, dataset: str, model_id: str, version: str | None = None) -> dict:
     """A child version whose pairs carry rm_prob (calibrated P(chosen ≻ rejected)) and rm_margin."""
-    blob, info = wh.get_model(model_id)
+    blob, _ = wh.get_model(model_id)
     rm = BTRewardModel.from_bytes(blob)
     parent = wh.resolve_version(dataset, version)
-    run_id = wh.begin_run("reward_score", dataset, {"parent_version": parent, "model_id": model_id})
-    try:
-        table = wh.read(dataset, "pairwise", parent)
-        prompts = text_array(table, "prompt").to_pylist()
-        texts = response_texts(prompts, text_array(table, "chosen").to_pylist(), rm.recipe) + response_texts(
-            prompts, text_array(table, "rejected").to_pylist(), rm.recipe
-        )
-        vecs, counts = embed_texts(texts, str(wh.root), f"bt:{rm.recipe}")
-        n = table.num_rows
-        prob, margin = rm.prob(vecs[:n], vecs[n:]), rm.margin(vecs[:n], vecs[n:])
-        for name, values in (("rm_prob", prob), ("rm_margin", margin)):
-            col = pa.array(np.asarray(values, np.float64))
-            table = (
-                table.set_column(table.column_names.index(name), name, col)
-                if name in table.column_names
-                else table.append_column(name, col)
-            )
-        table = _with_const(table, "rm_model_id", model_id)
-        counts_ = RunCounts(records_read=n, rows_read=n, rows_kept=n, rows_rejected=0)
-        res = wh.commit_derived(
-            run_id,
-            dataset,
+    with wh.run("reward_score", dataset, {"parent_version": parent, "model_id": model_id}) as run:
+        out = run_reward_score(wh.read(dataset, "pairwise", parent), rm, model_id, wh.root, run.work, run.run_id)
+        res = run.commit_derived(
             parent,
-            {"pairwise": table},
+            {"pairwise": out.table},
             None,
-            counts_,
-            [StepCount("reward_score", n, n)],
+            run_counts(out.counts),
+            step_counts(out.counts),
             {"model_id": model_id},
         )
-        wh.set_run_metrics(
-            run_id,
+        labelled = pc.equal(out.table.column("label"), "chosen_better").to_numpy(zero_copy_only=False)
+        prob = out.table.column("rm_prob").to_numpy()
+        run.metrics(
             {
-                "embed_computed": counts.computed,
-                "embed_cache_hits": counts.cache_hits,
-                "rm_accuracy_on_labels": float(
-                    np.mean(np.asarray(prob)[np.asarray(table.column("label").to_pylist()) == "chosen_better"] > 0.5)
-                )
-                if n
-                else None,
-            },
+                "embed_computed": out.embed.computed if out.embed else 0,
+                "embed_cache_hits": out.embed.cache_hits if out.embed else 0,
+                "rm_accuracy_on_labels": float(np.mean(prob[labelled] > 0.5)) if out.table.num_rows else None,
+            }
         )
-    except BaseException as e:
-        wh.fail_run(run_id, f"{type(e).__name__}: {e}")
-        raise
-    return {"run_id": run_id, "version_id": res.version_id, "rows": n}
+    return {"run_id": run.run_id, "version_id": res.version_id, "rows": out.table.num_rows}
 
 
 def fit_annotator_groups(
@@ -165,63 +100,32 @@ def fit_annotator_groups(
 ) -> dict:
     """Hard EM over `key` (annotator_id, format, source_file, prompt_cluster, ...) with one BT head per group."""
     parent = wh.resolve_version(dataset, version)
-    run_id = wh.begin_run("annotator_groups", dataset, {"parent_version": parent, "key": key, "k": k})
-    try:
-        table = wh.read(dataset, "pairwise", parent)
-        if key not in table.column_names:
-            raise CurationError(f"no column {key!r} to group by")
-        pe = embed_pairs(wh, table, recipe, None, sample, seed)
-        keys = np.asarray([str(x) for x in pe.table.column(key).to_pylist()], dtype=object)
-        if len(set(keys.tolist())) < 2:
-            raise CurationError(f"grouping needs at least 2 distinct {key} values")
-        diffs = pe.chosen - pe.rejected
-        choice = None
-        if k is None:
-            choice = choose_k(diffs, keys, k_range=range(1, min(k_max, len(set(keys.tolist()))) + 1), seed=seed)
-            gm = choice.models[choice.best_k]
-        else:
-            gm = fit_groups(diffs, keys, k, seed=seed, grouping_key=key)
-        assign = {str(a): int(g) for a, g in gm.assign.items()}
-        wh.put_groups(run_id, dataset, parent, key, assign)
-        all_keys = [str(x) for x in table.column(key).to_pylist()]
-        groups = pa.array([assign.get(x) for x in all_keys], pa.int32())
-        out = (
-            table.set_column(table.column_names.index("annotator_group"), "annotator_group", groups)
-            if "annotator_group" in table.column_names
-            else table.append_column("annotator_group", groups)
-        )
-        n = table.num_rows
-        res = wh.commit_derived(
-            run_id,
-            dataset,
+    config = GroupsConfig(key=key, k=k, k_max=k_max, recipe=recipe, sample=sample, seed=seed)
+    with wh.run("annotator_groups", dataset, {"parent_version": parent, "key": key, "k": k}) as run:
+        out, step = run_annotator_groups(wh.read(dataset, "pairwise", parent), config, wh.root, run.work, run.run_id)
+        assert step.model is not None  # fitted
+        assign = {str(a): int(g) for a, g in step.model.assign.items()}
+        wh.put_groups(run.run_id, dataset, parent, key, assign)
+        res = run.commit_derived(
             parent,
-            {"pairwise": out},
+            {"pairwise": out.table},
             None,
-            RunCounts(records_read=n, rows_read=n, rows_kept=n, rows_rejected=0),
-            [StepCount("annotator_groups", n, n)],
+            run_counts(out.counts),
+            step_counts(out.counts),
             {"grouping_key": key},
         )
+        choice = step.choice
         summary = {
-            "run_id": run_id,
+            "run_id": run.run_id,
             "version_id": res.version_id,
-            "k": gm.k,
-            "groups_used": gm.groups_used,
+            "k": step.model.k,
+            "groups_used": step.model.groups_used,
             "assign": assign,
             "grouping_key": key,
             "heldout_loglik": {int(a): float(b) for a, b in (choice.heldout_loglik.items() if choice else [])},
         }
-        wh.set_run_metrics(run_id, {kk: v for kk, v in summary.items() if kk not in ("run_id",)})
-    except BaseException as e:
-        wh.fail_run(run_id, f"{type(e).__name__}: {e}")
-        raise
+        run.metrics({kk: v for kk, v in summary.items() if kk != "run_id"})
     return summary
-
-
-def _with_const(table: pa.Table, name: str, value: str) -> pa.Table:
-    col = pa.array([value] * table.num_rows, pa.string())
-    if name in table.column_names:
-        return table.set_column(table.column_names.index(name), name, col)
-    return table.append_column(name, col)
 
 
 def _jsonable(d: dict) -> dict:

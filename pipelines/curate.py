@@ -1,33 +1,62 @@
-"""The curation pipeline over a pairwise table: dedup → embed → cluster → select.
+"""The curation pipelines over a pairwise table: the steps of ``curation.steps`` on the executor.
 
-Per-record work (embedding) runs as a Beam pipeline (pipelines/embed.py: model once per worker,
-length-sorted batches, cached by text hash); whole-dataset steps (MinHash LSH over the whole
-table, semantic dedup, ISA/k-center selection) are vectorised numpy over the full table — never
-per worker, which would miss duplicates that land on different workers. Every removed row comes
-back as a removal record with its step, reason and the id it duplicates.
+``run_curation``: sample → exact_dedup → near_identical_pairs → near_dedup → prompt_clusters → cluster_cap →
+embed → semantic_dedup → select_<method> → validate. Whole-dataset steps (dedup, clustering, selection) fit
+over every row at once on the driver — never per worker, which would miss duplicates that land on different
+workers — and apply their decision per batch; the embed step computes only the texts the embedding store
+lacks (``pipelines.embed``). Every removed row comes back as a rejected row with its step, reason and the
+id it duplicates. ``run_reward_score`` and ``run_annotator_groups`` add reward-model and annotator-group
+columns the same way. Nothing here counts rows: the steps do.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
-from curation.dedup import (
-    REMOVALS,
-    DedupResult,
-    cap_per_cluster,
-    exact_dedup,
-    near_dedup,
-    near_identical_pairs,
-    prompt_clusters,
-    semantic_dedup,
-)
 from curation.errors import CurationError
-from curation.recipes import texts_for
-from curation.select import select
-from pipelines.embed import EmbedCounts, embed_texts
+from curation.reward import BTRewardModel
+from curation.select import METHODS
+from curation.steps import (
+    EMBEDDING,
+    AnnotatorGroupsStep,
+    ClusterCapConfig,
+    ClusterCapStep,
+    EmbedCounts,
+    EmbedRowsStep,
+    ExactDedupStep,
+    GroupsConfig,
+    NearDedupConfig,
+    NearDedupStep,
+    NearIdenticalConfig,
+    NearIdenticalPairsStep,
+    PromptClustersConfig,
+    PromptClustersStep,
+    RecipeTexts,
+    RewardScoreStep,
+    SampleConfig,
+    SampleStep,
+    SelectConfig,
+    SelectStep,
+    SemanticDedupConfig,
+    SemanticDedupStep,
+    reported,
+    response_columns,
+)
+from pipelines import workers
+from pipelines.embed import embed_texts
+from pipelines.executor import ExecResult, Executor, drop_working
+from schemas.step import Counts, FitStep, Step
+from schemas.validation import ValidateStep
+
+SHAPE = "pairwise"
+BATCH_ROWS = 1 << 16  # rows per unit: the per-batch halves are cheap, and each unit costs a Beam bundle
 
 
 @dataclass
@@ -49,102 +78,144 @@ class CurateParams:
     seed: int = 0
     beam_args: list[str] = field(default_factory=list)
 
+    def check(self) -> None:
+        """One clear error for settings no step could run with (before any work)."""
+        if self.method not in (*METHODS, "none"):
+            raise CurationError(f"unknown method {self.method!r}; expected isa, random, kcenter or none")
+        if isinstance(self.budget, float) and not 0 < self.budget <= 1:
+            raise CurationError(f"budget must be in (0, 1] (a fraction) or a row count ≥ 1, got {self.budget}")
+
+    @property
+    def embeds(self) -> bool:
+        return self.method != "none" or self.semantic_threshold < 1.0
+
 
 @dataclass
 class CurateOutcome:
     kept: pa.Table
-    removals: pa.Table
-    steps: list[dict]  # {step, rows_in, rows_kept, rows_rejected, rows_duplicate}
+    rejected: pa.Table  # schemas.step.REJECTED: every removed row with its step, reason and duplicate_of
+    counts: list[Counts]  # the deciding steps' own counts in pipeline order (the run's run_steps)
     embed: EmbedCounts | None = None
     selection: dict = field(default_factory=dict)
 
+    @property
+    def steps(self) -> list[dict]:
+        """{step, rows_in, rows_kept, rows_rejected, rows_duplicate} per deciding step (for summaries)."""
+        return [
+            {
+                "step": c.step,
+                "rows_in": c.rows_in,
+                "rows_kept": c.rows_kept,
+                "rows_rejected": c.rows_rejected,
+                "rows_duplicate": c.rows_duplicate,
+            }
+            for c in self.counts
+        ]
 
-def _with_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
-    """Set or replace a column: a curated version may be curated again."""
-    if name in table.column_names:
-        return table.set_column(table.column_names.index(name), name, values)
-    return table.append_column(name, values)
+    def count(self, step: str) -> Counts:
+        return next(c for c in self.counts if c.step == step)
 
 
-def _not_kept(table: pa.Table, keep: np.ndarray, step: str, reason: str) -> DedupResult:
-    """Rows outside ``keep`` as removal records (not duplicates of anything)."""
-    drop = np.flatnonzero(~keep)
-    removed = pa.table(
-        {
-            "record_id": table.column("record_id").take(pa.array(drop, pa.int64())),
-            "step": pa.array([step] * len(drop), pa.string()),
-            "reason": pa.array([reason] * len(drop), pa.string()),
-            "duplicate_of": pa.nulls(len(drop), pa.string()),
-            "detail": pa.nulls(len(drop), pa.string()),
-        },
-        schema=REMOVALS,
+def _embedder(store_root: str | os.PathLike, recipe: str, work: Path, **kw: Any) -> Any:
+    return partial(embed_texts, store_root=str(store_root), recipe=recipe, work=str(work / "embed"), **kw)
+
+
+def curate_steps(
+    params: CurateParams, n_rows: int, store_root: str | os.PathLike, work: str | os.PathLike
+) -> list[Step | FitStep[Any]]:
+    """The curation steps for ``params`` over a table of ``n_rows`` (steps that would do nothing are left out)."""
+    work = Path(work)
+    steps: list[Step | FitStep[Any]] = []
+    if params.sample is not None and params.sample < n_rows:
+        steps.append(SampleStep(SampleConfig(params.sample, params.seed)))
+    steps += [
+        ExactDedupStep(),
+        NearIdenticalPairsStep(NearIdenticalConfig(params.pair_identical_threshold)),
+        NearDedupStep(NearDedupConfig(params.near_threshold)),
+        PromptClustersStep(PromptClustersConfig(params.cluster_threshold)),
+    ]
+    if params.cluster_cap:
+        steps.append(ClusterCapStep(ClusterCapConfig(params.cluster_cap, params.seed)))
+    if params.embeds:
+        embed = _embedder(
+            store_root, params.recipe, work, model=params.model, device=params.device, beam_args=params.beam_args
+        )
+        steps += [
+            EmbedRowsStep(embed, work / "vectors", {EMBEDDING: RecipeTexts(params.recipe)}),
+            SemanticDedupStep(SemanticDedupConfig(params.semantic_threshold, params.semantic_scope)),
+        ]
+        if params.method != "none":
+            steps.append(
+                SelectStep(SelectConfig(params.method, params.budget, params.seed, params.mode, params.strata))
+            )
+    steps.append(ValidateStep())
+    return steps
+
+
+def _run(
+    table: pa.Table,
+    steps: Sequence[Step | FitStep[Any]],
+    work: Path,
+    run_id: str,
+    beam_args: list[str] | None = None,
+) -> tuple[ExecResult, pa.Table, list[Counts]]:
+    """(the executor's result, the kept rows, the reported steps' counts)."""
+    # In-process unless the Beam options ask for workers: the per-batch halves are cheap next to the fits.
+    ex = Executor(
+        work, run_id=run_id, beam_args=beam_args, batch_rows=BATCH_ROWS, workers=workers.parallel_workers(0, beam_args)
     )
-    return DedupResult(table.filter(pa.array(keep)), removed, {})
+    result = ex.run_table(table, steps, SHAPE)
+    kept = result.table(SHAPE) if result.shapes.get(SHAPE) else drop_working(table.slice(0, 0))
+    listed = {s.step_name for s in steps if reported(s)}
+    return result, kept, [c for c in result.counts if c.step in listed]
 
 
-def run_curation(table: pa.Table, store_root: str, params: CurateParams) -> CurateOutcome:
-    steps: list[dict] = []
-    removed: list[pa.Table] = []
-
-    def apply(res: DedupResult, name: str) -> pa.Table:
-        steps.append({"step": name, **res.step_counts})
-        removed.append(res.removed)
-        return res.kept
-
+def run_curation(
+    table: pa.Table, store_root: str | os.PathLike, params: CurateParams, work: str | os.PathLike, run_id: str = ""
+) -> CurateOutcome:
+    """Curate ``table`` (pairwise rows); ``work`` is scratch space (the run's)."""
+    params.check()
     if table.num_rows == 0:
         raise CurationError("the dataset has no pairwise rows to curate")
-    if params.sample is not None and params.sample < table.num_rows:
-        rng = np.random.default_rng(params.seed)
-        keep = np.zeros(table.num_rows, bool)
-        keep[rng.choice(table.num_rows, params.sample, replace=False)] = True
-        table = apply(_not_kept(table, keep, "sample", "not_sampled"), "sample")
-    table = apply(exact_dedup(table, recipe="pair"), "exact_dedup")
-    table = apply(near_identical_pairs(table, params.pair_identical_threshold), "near_identical_pairs")
-    table = apply(near_dedup(table, recipe="pair", threshold=params.near_threshold), "near_dedup")
-    table = prompt_clusters(table, threshold=params.cluster_threshold)
-    if params.cluster_cap:
-        table = apply(cap_per_cluster(table, params.cluster_cap, seed=params.seed), "cluster_cap")
+    work = Path(work)
+    steps = curate_steps(params, table.num_rows, store_root, work)
+    result, kept, counts = _run(table, steps, work / "curate", run_id, params.beam_args)
+    embed = next((s.embed_counts for s in steps if isinstance(s, EmbedRowsStep)), None)
+    selection = next((s.summary for s in steps if isinstance(s, SelectStep)), {})
+    return CurateOutcome(kept, result.rejected(), counts, embed, selection)
 
-    embed_counts = None
-    selection: dict = {}
-    if params.method != "none" or params.semantic_threshold < 1.0:
-        vectors, embed_counts = embed_texts(
-            texts_for(table, params.recipe),
-            store_root,
-            params.recipe,
-            model=params.model,
-            device=params.device,
-            beam_args=params.beam_args,
-        )
-        within = table.column("prompt_cluster") if params.semantic_scope == "cluster" else None
-        sem = semantic_dedup(table, vectors, params.semantic_threshold, within=within)
-        keep_mask = np.isin(
-            table.column("record_id").to_numpy(zero_copy_only=False),
-            sem.kept.column("record_id").to_numpy(zero_copy_only=False),
-        )
-        table, vectors = apply(sem, "semantic_dedup"), vectors[keep_mask]
-        if params.method != "none":
-            strata = None
-            if params.strata:
-                if params.strata not in table.column_names:
-                    raise CurationError(f"no column {params.strata!r} to stratify by")
-                strata = np.asarray(table.column(params.strata).to_pylist(), dtype=object)
-            res = select(params.method, vectors, params.budget, seed=params.seed, mode=params.mode, strata=strata)
-            table = _with_column(table, "selection_score", pa.array(res.scores, pa.float64()))
-            picked = _not_kept(table, res.selected, f"select_{params.method}", f"not_selected:{params.method}")
-            # Keep the selector's own reasons (e.g. bad_embedding) where it gave one.
-            reasons = np.asarray(res.reasons, dtype=object)[~res.selected]
-            if len(reasons):
-                picked.removed = picked.removed.set_column(
-                    2, "reason", pa.array([r or f"not_selected:{params.method}" for r in reasons], pa.string())
-                )
-            table = apply(picked, f"select_{params.method}")
-            selection = {
-                "method": res.method,
-                "n_target": res.n_target,
-                **res.counts,
-                "info": res.info,
-                "strata": res.strata,
-            }
-    removals = pa.concat_tables(removed) if removed else REMOVALS.empty_table()
-    return CurateOutcome(table, removals, steps, embed_counts, selection)
+
+@dataclass
+class ColumnsOutcome:
+    """A pipeline that adds columns to every row: the rows, the steps' counts, and the embed step's counts."""
+
+    table: pa.Table
+    counts: list[Counts]
+    embed: EmbedCounts | None = None
+
+
+def run_reward_score(
+    table: pa.Table,
+    model: BTRewardModel,
+    model_id: str,
+    store_root: str | os.PathLike,
+    work: str | os.PathLike,
+    run_id: str = "",
+) -> ColumnsOutcome:
+    """``rm_prob``, ``rm_margin`` and ``rm_model_id`` on every pair (embeddings under ``bt:<recipe>``, cached)."""
+    work = Path(work)
+    emb = EmbedRowsStep(
+        _embedder(store_root, f"bt:{model.recipe}", work), work / "vectors", response_columns(model.recipe)
+    )
+    _, out, counts = _run(table, [emb, RewardScoreStep(model, model_id)], work / "score", run_id)
+    return ColumnsOutcome(out, counts, emb.embed_counts)
+
+
+def run_annotator_groups(
+    table: pa.Table, config: GroupsConfig, store_root: str | os.PathLike, work: str | os.PathLike, run_id: str = ""
+) -> tuple[ColumnsOutcome, AnnotatorGroupsStep]:
+    """``annotator_group`` on every pair from MaxMin EM over ``config.key``; the fitted step says what it found."""
+    work = Path(work)
+    step = AnnotatorGroupsStep(config, _embedder(store_root, f"bt:{config.recipe}", work))
+    _, out, counts = _run(table, [step], work / "groups", run_id)
+    return ColumnsOutcome(out, counts, step.embed_counts), step

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +10,26 @@ import pyarrow as pa
 import pytest
 
 from curation import dedup as D
-from curation.recipes import RECIPES, texts_for
+from curation.recipes import RECIPES, text_array
+from curation.steps import (
+    EMBEDDING,
+    ClusterCapConfig,
+    ClusterCapStep,
+    ExactDedupConfig,
+    ExactDedupStep,
+    NearDedupConfig,
+    NearDedupStep,
+    NearIdenticalConfig,
+    NearIdenticalPairsStep,
+    PromptClustersConfig,
+    PromptClustersStep,
+    SemanticDedupConfig,
+    SemanticDedupStep,
+)
+from curation.steps.base import vector_array
+from pipelines.executor import Executor
 from schemas import records as R
+from schemas.step import REJECTED, StepResult
 
 DATA = Path(__file__).resolve().parents[2] / "examples" / "data"
 
@@ -23,6 +40,10 @@ def u(t):
 
 def a(t):
     return {"role": "assistant", "content": t}
+
+
+def texts_for(t: pa.Table, recipe: str) -> list[str]:
+    return text_array(t, recipe).to_pylist()
 
 
 def table(rows: list[dict], shape: str = "pairwise") -> pa.Table:
@@ -45,14 +66,16 @@ def _pair(r: dict, **kw) -> dict:
     return R.pairwise([u(r["prompt"])], [a(r["chosen"])], [a(r["rejected"])], **kw)
 
 
-def _check_removals(res: D.DedupResult, n_in: int) -> None:
-    assert res.removed.schema == D.REMOVALS
-    assert res.kept.num_rows + res.removed.num_rows == n_in
-    c = res.step_counts
-    assert c["rows_in"] == c["rows_kept"] + c["rows_rejected"] + c["rows_duplicate"] == n_in
+def _check_removals(res: StepResult, n_in: int) -> None:
+    assert res.rejected.schema == REJECTED
+    assert res.kept.num_rows + res.rejected.num_rows == n_in
     kept = set(res.kept.column("record_id").to_pylist())
-    for dup in res.removed.column("duplicate_of").to_pylist():
+    for dup in res.rejected.column("duplicate_of").to_pylist():
         assert dup is None or dup in kept  # a duplicate points at a row that survives
+
+
+def _with_vectors(t: pa.Table, v: np.ndarray) -> pa.Table:
+    return t.append_column(EMBEDDING, vector_array(v))
 
 
 # ------------------------------------------------------------------ recipes
@@ -96,7 +119,7 @@ def test_prompt_last_turn_without_user_message():
 # ------------------------------------------------------------------ exact
 
 
-def test_exact_dedup_reasons_and_annotators(dpo):
+def test_exact_dedup_reasons_and_annotators(dpo, run_step):
     r0, r1 = dpo[0], dpo[1]
     rows = [
         _pair(r0),
@@ -107,9 +130,9 @@ def test_exact_dedup_reasons_and_annotators(dpo):
         _pair(r1, label="tie"),
     ]
     t = table(rows)
-    res = D.exact_dedup(t)
+    res = run_step(ExactDedupStep(), t)
     _check_removals(res, 6)
-    rm = res.removed.to_pylist()
+    rm = res.rejected.to_pylist()
     assert [(r["reason"], r["duplicate_of"]) for r in rm] == [
         ("duplicate_record", rows[0]["record_id"]),
         ("exact_duplicate", rows[0]["record_id"]),
@@ -117,40 +140,42 @@ def test_exact_dedup_reasons_and_annotators(dpo):
     assert all(r["step"] == "exact_dedup" for r in rm)
     # another annotator's judgement and a different label are information, not duplicates
     assert {rows[3]["record_id"], rows[5]["record_id"]} <= set(res.kept.column("record_id").to_pylist())
-    assert D.exact_dedup(t, by=None).kept.num_rows == 2  # content only
+    assert run_step(ExactDedupStep(ExactDedupConfig(by=())), t).kept.num_rows == 2  # content only
+    assert run_step(ExactDedupStep(), t).kept.num_rows == 4 == (~D.exact_duplicates(t)[0]).sum()
 
 
 def test_exact_dedup_empty_table():
-    res = D.exact_dedup(table([]))
-    assert res.kept.num_rows == 0 and res.removed.num_rows == 0
+    remove, _, _, _ = D.exact_duplicates(table([]))
+    assert remove.shape == (0,)
 
 
 # ------------------------------------------------------------------ near
 
 
-def test_near_dedup_finds_edited_copies(dpo):
+def test_near_dedup_finds_edited_copies(dpo, run_step):
     rows = [_pair(r) for r in dpo[:8]]
     words = dpo[0]["chosen"].split(" ")
     words[len(words) // 2] += "x"  # one typo in a long response
     rows.append(R.pairwise([u(dpo[0]["prompt"] + "  ")], [a(" ".join(words))], [a(dpo[0]["rejected"])]))
     t = table(rows)
-    res = D.near_dedup(t, recipe="pair", threshold=0.8)
+    res = run_step(NearDedupStep(NearDedupConfig(threshold=0.8, recipe="pair")), t)
     _check_removals(res, 9)
-    rm = {r["record_id"]: r for r in res.removed.to_pylist()}
+    rm = {r["record_id"]: r for r in res.rejected.to_pylist()}
     assert set(rm) == {rows[8]["record_id"]}
     assert rm[rows[8]["record_id"]]["duplicate_of"] == rows[0]["record_id"]
     assert rm[rows[8]["record_id"]]["reason"] == "near_duplicate"
     detail = json.loads(rm[rows[8]["record_id"]]["detail"])
     assert detail["jaccard"] >= 0.8 and detail["group_size"] == 2
-    assert D.exact_dedup(t).removed.num_rows == 0  # the copy is not exact
-    assert D.near_dedup(t, threshold=0.999).removed.num_rows == 0
+    assert run_step(ExactDedupStep(), t).rejected.num_rows == 0  # the copy is not exact
+    assert not D.near_duplicates(t, threshold=0.999)[0].any()
 
 
-def test_near_dedup_on_prompts_only(dpo):
+def test_near_dedup_on_prompts_only(dpo, run_step):
     rows = [_pair(dpo[0]), R.pairwise([u(dpo[0]["prompt"])], [a("short other answer")], [a("another")])]
     t = table(rows)
-    assert D.near_dedup(t, recipe="pair").removed.num_rows == 0
-    assert D.near_dedup(t, recipe="prompt").removed.column("duplicate_of").to_pylist() == [rows[0]["record_id"]]
+    assert run_step(NearDedupStep(NearDedupConfig(recipe="pair")), t).rejected.num_rows == 0
+    res = run_step(NearDedupStep(NearDedupConfig(recipe="prompt")), t)
+    assert res.rejected.column("duplicate_of").to_pylist() == [rows[0]["record_id"]]
 
 
 # ------------------------------------------------------------------ semantic
@@ -160,7 +185,7 @@ def _unit(v):
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def test_semantic_dedup_threshold_bad_vectors_and_clusters(dpo):
+def test_semantic_dedup_threshold_bad_vectors_and_clusters(dpo, run_step):
     rows = [_pair(r) for r in dpo[:6]]
     t = table(rows)
     rng = np.random.default_rng(0)
@@ -170,22 +195,25 @@ def test_semantic_dedup_threshold_bad_vectors_and_clusters(dpo):
     v[4] = np.nan
     v[5] = 0.0
     cos01 = float(v[0] @ v[1])
-    res = D.semantic_dedup(t, v, threshold=0.95)
+    everywhere = SemanticDedupStep(SemanticDedupConfig(threshold=0.95, scope="all"))
+    res = run_step(everywhere, _with_vectors(t, v))
     _check_removals(res, 6)
-    rm = res.removed.to_pylist()
+    rm = res.rejected.to_pylist()
     assert [r["record_id"] for r in rm] == [rows[1]["record_id"], rows[2]["record_id"]]
     assert all(r["duplicate_of"] == rows[0]["record_id"] and r["reason"] == "semantic_duplicate" for r in rm)
+    assert all(r["step"] == "semantic_dedup" for r in rm)
     assert json.loads(rm[0]["detail"])["cosine"] == pytest.approx(cos01, abs=1e-3)
-    assert res.stats["bad_vectors"] == 2  # NaN and zero rows: kept, counted, never matched
+    # NaN and zero rows are kept and never matched
+    assert {rows[4]["record_id"], rows[5]["record_id"]} <= set(res.kept.column("record_id").to_pylist())
     # above the pair's cosine nothing but the exact direction matches
-    assert D.semantic_dedup(t, v, threshold=(cos01 + 1) / 2).removed.column("record_id").to_pylist() == [
-        rows[2]["record_id"]
-    ]
-    # within clusters: rows 0 and 1 in different clusters are not compared
-    res = D.semantic_dedup(t, v, threshold=0.95, within=np.array(["a", "b", "a", "c", "c", "c"]))
-    assert res.removed.column("record_id").to_pylist() == [rows[2]["record_id"]]
+    remove, _, _, _ = D.semantic_duplicates(t, v, threshold=(cos01 + 1) / 2)
+    assert np.flatnonzero(remove).tolist() == [2]
+    # within clusters (the default scope): rows 0 and 1 in different clusters are not compared
+    clustered = t.append_column("prompt_cluster", pa.array(["a", "b", "a", "c", "c", "c"]))
+    res = run_step(SemanticDedupStep(SemanticDedupConfig(threshold=0.95)), _with_vectors(clustered, v))
+    assert res.rejected.column("record_id").to_pylist() == [rows[2]["record_id"]]
     with pytest.raises(ValueError):
-        D.semantic_dedup(t, v[:3])
+        D.semantic_duplicates(t, v[:3])
 
 
 @pytest.mark.parametrize("grouped", [False, True])
@@ -213,7 +241,7 @@ def test_similar_pairs_blockwise_equals_brute_force(grouped):
 # ------------------------------------------------------------------ pair-aware rules
 
 
-def test_near_identical_pairs():
+def test_near_identical_pairs(run_step):
     rows = [
         R.pairwise([u("q1")], [a("The answer is 42.")], [a("the answer is 42!")]),
         R.pairwise([u("q2")], [a("Paris is the capital of France.")], [a("I don't know.")]),
@@ -234,16 +262,16 @@ def test_near_identical_pairs():
         ),
     ]
     t = table(rows)
-    res = D.near_identical_pairs(t, threshold=0.9)
+    res = run_step(NearIdenticalPairsStep(NearIdenticalConfig(threshold=0.9)), t)
     _check_removals(res, 3)
-    rm = res.removed.to_pylist()
+    rm = res.rejected.to_pylist()
     assert [r["record_id"] for r in rm] == [rows[0]["record_id"], rows[2]["record_id"]]
     assert all(r["reason"] == "near_identical_pair" and r["duplicate_of"] is None for r in rm)
     sims = [json.loads(r["detail"])["similarity"] for r in rm]
     assert sims[0] == 1.0 and 0.9 <= sims[1] < 1.0
-    assert D.near_identical_pairs(t, threshold=0.99).removed.num_rows == 1
+    assert run_step(NearIdenticalPairsStep(NearIdenticalConfig(threshold=0.99)), t).rejected.num_rows == 1
     with pytest.raises(ValueError):
-        D.near_identical_pairs(table([R.binary([u("q")], [a("x")], label=True)], "binary"))
+        D.near_identical(table([R.binary([u("q")], [a("x")], label=True)], "binary"))
 
 
 def _prompt_rows():
@@ -260,11 +288,10 @@ def _prompt_rows():
     return ps, rows
 
 
-def test_prompt_clusters_minhash_and_embedding_merge():
+def test_prompt_clusters_minhash_and_embedding_merge(run_step):
     ps, rows = _prompt_rows()
     t = table(rows)
-    out = D.prompt_clusters(t, threshold=0.7)
-    cl = out.column("prompt_cluster").to_pylist()
+    cl = D.prompt_clusters(t, threshold=0.7).to_pylist()
     pid = t.column("prompt_id").to_pylist()
     first = {p: cl[i] for i, p in enumerate(pid)}
     assert len(set(cl)) == 3  # the two France prompts (one typo) share a cluster
@@ -274,58 +301,55 @@ def test_prompt_clusters_minhash_and_embedding_merge():
     v = np.zeros((len(rows), 4), np.float32)
     for i, p in enumerate(t.column("prompt").to_pylist()):
         v[i, {ps[0]: 0, ps[1]: 0, ps[2]: 1, ps[3]: 1}[p[0]["content"]]] = 1.0
-    merged = D.prompt_clusters(t, vectors=v, embed_threshold=0.9).column("prompt_cluster").to_pylist()
+    merged = D.prompt_clusters(t, vectors=v, embed_threshold=0.9).to_pylist()
     assert len(set(merged)) == 2
-    assert D.prompt_clusters(table([])).num_rows == 0
+    assert len(D.prompt_clusters(table([]))) == 0
+    # the step adds the column, every row kept
+    res = run_step(PromptClustersStep(PromptClustersConfig(threshold=0.7)), t)
+    assert res.kept.column("prompt_cluster").to_pylist() == cl and res.rejected.num_rows == 0
 
 
-def test_cap_per_cluster_is_seeded_and_order_independent():
+def _clustered(rows: list[dict]) -> pa.Table:
+    t = table(rows)
+    return t.append_column("prompt_cluster", D.prompt_clusters(t, threshold=0.7))
+
+
+def test_cap_per_cluster_is_seeded_and_order_independent(run_step):
     _, rows = _prompt_rows()
-    t = D.prompt_clusters(table(rows), threshold=0.7)
-    res = D.cap_per_cluster(t, cap=2, seed=7)
+    t = _clustered(rows)
+    res = run_step(ClusterCapStep(ClusterCapConfig(cap=2, seed=7)), t)
     _check_removals(res, t.num_rows)
     sizes = {}
     for c in res.kept.column("prompt_cluster").to_pylist():
         sizes[c] = sizes.get(c, 0) + 1
     assert max(sizes.values()) == 2 and len(sizes) == 3
-    assert set(res.removed.column("reason").to_pylist()) == {"cluster_cap"}
-    assert res.removed.num_rows == t.num_rows - sum(min(2, n) for n in (3, 3, 4))
+    assert set(res.rejected.column("reason").to_pylist()) == {"cluster_cap"}
+    assert res.rejected.num_rows == t.num_rows - sum(min(2, n) for n in (3, 3, 4))
+    detail = json.loads(res.rejected.column("detail")[0].as_py())
+    assert detail["cap"] == 2 and detail["cluster_rows"] in (3, 4)
     shuffled = t.take(pa.array(np.random.default_rng(3).permutation(t.num_rows)))
-    again = D.cap_per_cluster(shuffled, cap=2, seed=7)
+    again = run_step(ClusterCapStep(ClusterCapConfig(cap=2, seed=7)), shuffled)
     assert set(again.kept.column("record_id").to_pylist()) == set(res.kept.column("record_id").to_pylist())
     with pytest.raises(ValueError):
-        D.cap_per_cluster(table(rows), cap=2)  # no prompt_cluster column yet
+        D.cluster_cap(table(rows), cap=2)  # no prompt_cluster column yet
     with pytest.raises(ValueError):
-        D.cap_per_cluster(t, cap=0)
+        D.cluster_cap(t, cap=0)
 
 
-def test_cluster_split_keeps_clusters_whole():
-    rng = random.Random(5)
-    ids = [f"c{rng.randrange(60)}" for _ in range(500)] + [None] * 5
-    is_test = D.cluster_split(ids, test_fraction=0.2, seed=1)
-    train = {c for c, t in zip(ids, is_test) if not t and c is not None}
-    test = {c for c, t in zip(ids, is_test) if t and c is not None}
-    assert not train & test
-    assert abs(is_test.mean() - 0.2) < 0.05
-    order = list(range(len(ids)))
-    rng.shuffle(order)
-    shuffled = D.cluster_split([ids[i] for i in order], test_fraction=0.2, seed=1)
-    np.testing.assert_array_equal(shuffled, is_test[order])  # row order does not matter
-    assert not D.cluster_split(ids, 0.0).any() and D.cluster_split(ids, 1.0).all()
-    assert D.cluster_split([], 0.3).shape == (0,)
-    with pytest.raises(ValueError):
-        D.cluster_split(ids, 1.5)
-
-
-def test_pipeline_of_rules_on_real_pairs(dpo):
-    """exact → near → clusters → cap → split, on real LLaMA-Factory pairs with planted copies."""
+def test_pipeline_of_rules_on_real_pairs(dpo, tmp_path):
+    """exact → near → clusters → cap on the executor, in batches of 5: real LLaMA-Factory pairs with planted
+    copies; whole-dataset steps see duplicates across batches."""
     rows = [_pair(r) for r in dpo] + [_pair(dpo[0]), _pair(dpo[1], policy="p2")]
     t = table(rows)
-    ex = D.exact_dedup(t)
-    near = D.near_dedup(ex.kept)
-    clustered = D.prompt_clusters(near.kept)
-    capped = D.cap_per_cluster(clustered, cap=1)
-    split = D.cluster_split(capped.kept.column("prompt_cluster"), 0.25, seed=0)
-    assert ex.removed.num_rows == 2 and near.removed.num_rows == 0
-    assert capped.kept.num_rows == len(set(clustered.column("prompt_cluster").to_pylist()))
-    assert 0 < split.sum() < len(split)
+    steps = [ExactDedupStep(), NearDedupStep(), PromptClustersStep(), ClusterCapStep(ClusterCapConfig(cap=1))]
+    res = Executor(tmp_path / "work", batch_rows=5).run_table(t, steps, "pairwise")
+    counts = {c.step: c for c in res.counts}
+    assert (counts["exact_dedup"].rows_duplicate, counts["near_dedup"].rows_duplicate) == (2, 0)
+    rejected = res.rejected()
+    copies = rejected.filter(pa.compute.equal(rejected.column("step"), "exact_dedup"))
+    # the planted copies sit in the last batch; their originals in the first
+    assert sorted(copies.column("duplicate_of").to_pylist()) == sorted([rows[0]["record_id"], rows[1]["record_id"]])
+    kept = res.table("pairwise")
+    assert kept.num_rows == len(set(_clustered(rows[:12]).column("prompt_cluster").to_pylist()))
+    assert counts["cluster_cap"].rows_rejected == 12 - kept.num_rows
+    assert "_row" not in kept.column_names and kept.column("prompt_cluster").null_count == 0

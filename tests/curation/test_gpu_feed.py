@@ -41,10 +41,12 @@ def test_single_pass_matches_encode_and_counts_truncation(model, texts):
     assert gpu_feed.single_pass_ok(model, texts[:4])
     order = np.argsort(-np.array([len(t) for t in texts]), kind="stable")
     batches = [order[s : s + 5] for s in range(0, len(texts), 5)]  # uneven last batch
-    vec, truncated = gpu_feed.encode_pipelined(model, texts, batches, workers=2, ahead=1)
+    vec, cut = gpu_feed.encode_pipelined(model, texts, batches, workers=2, ahead=1)
     ref = model.encode([texts[i] for i in order], batch_size=5, normalize_embeddings=False)
     np.testing.assert_allclose(vec, ref, atol=1e-5)
-    assert truncated == 1 == int((Embedder(device="cpu").token_lengths(texts) > model.max_seq_length).sum())
+    over = Embedder(device="cpu").token_lengths(texts) > model.max_seq_length
+    assert int(cut.sum()) == 1 == int(over.sum())
+    np.testing.assert_array_equal(cut, over[order])  # per text, in batch order
 
 
 def test_refused_when_inputs_would_differ_from_preprocess(model):

@@ -47,10 +47,12 @@ def test_bad_budget_is_a_curation_error(budget):
 def test_selects_exactly_the_budget_and_explains_every_row(method):
     x = pool()
     r = select(method, x, 0.1, seed=1)
-    assert r.selected.sum() == r.n_target == 100
+    assert r.selected.sum() == r.summary["n_target"] == 100
     assert set(r.reasons[r.selected]) == {""}
     assert set(r.reasons[~r.selected]) == {f"not_selected:{method}"}
-    assert r.counts == {"rows_in": 1000, "selected": 100, "not_selected": 900, "bad_embedding": 0}
+    counts = {k: r.summary[k] for k in ("rows_in", "selected", "not_selected", "bad_embedding")}
+    assert counts == {"rows_in": 1000, "selected": 100, "not_selected": 900, "bad_embedding": 0}
+    assert r.summary["method"] == method
     assert np.isfinite(r.scores).all()
 
 
@@ -64,7 +66,7 @@ def test_nan_and_zero_rows_are_rejected_and_counted(method):
     bad = [3, 7, 11]
     assert list(r.reasons[bad]) == ["bad_embedding"] * 3
     assert not r.selected[bad].any() and np.isnan(r.scores[bad]).all()
-    c = r.counts
+    c = r.summary
     assert c["bad_embedding"] == 3 and c["rows_in"] == c["selected"] + c["not_selected"] + c["bad_embedding"]
     assert c["selected"] == round(0.1 * 997)  # the fraction is of the valid rows
 
@@ -81,7 +83,7 @@ def test_isa_topk_takes_the_highest_entropy_change():
     dh = isa_scores(x, seed=0)
     np.testing.assert_allclose(r.scores, dh)
     assert r.scores[r.selected].min() >= r.scores[~r.selected].max()
-    assert r.info["pca_dim"] == 32 and "entropy" in r.info
+    assert r.summary["info"]["pca_dim"] == 32 and "entropy" in r.summary["info"]
 
 
 def test_isa_direction_low_takes_the_typical_rows():
@@ -118,13 +120,13 @@ def test_isa_too_few_rows_errors_or_falls_back_when_asked():
     with pytest.raises(CurationError, match="at least 20 rows"):
         select("isa", x, 0.5)
     r = select("isa", x, 0.5, isa_fallback="random")
-    assert r.selected.sum() == 8 and "fallback" in r.info
+    assert r.selected.sum() == 8 and "fallback" in r.summary["info"]
     assert set(r.reasons[~r.selected]) == {"not_selected:isa"}
 
 
 def test_isa_params_reach_the_fit():
     r = select("isa", pool(), 0.1, isa_params={"n_components_pca": 4})
-    assert r.info["pca_dim"] == 4
+    assert r.summary["info"]["pca_dim"] == 4
 
 
 # ---- strata --------------------------------------------------------------------------------
@@ -157,7 +159,7 @@ def test_strata_keep_their_share_and_the_minority_survives(method):
     # the minority is placed inside the dense cluster: without strata ISA would skip it entirely
     strata = np.array(["minority"] * 15 + ["web"] * 600 + ["forum"] * 385)
     r = select(method, x, 0.05, strata=strata, seed=0)
-    assert r.strata == {
+    assert r.summary["strata"] == {
         "forum": {"valid": 385, "selected": 19},
         "minority": {"valid": 15, "selected": 1},
         "web": {"valid": 600, "selected": 30},
@@ -175,7 +177,7 @@ def test_without_strata_isa_erases_a_dense_minority():
 def test_strata_dropped_when_budget_is_below_the_number_of_strata():
     x = pool(100)
     r = select("random", x, 2, strata=np.repeat(["a", "b", "c"], [50, 30, 20]))
-    assert r.selected.sum() == 2 and r.info["strata_dropped"] == ["c"]
+    assert r.selected.sum() == 2 and r.summary["info"]["strata_dropped"] == ["c"]
 
 
 def test_strata_must_match_rows():
@@ -251,5 +253,5 @@ def test_empty_and_non_matrix_input():
 
 def test_kcenter_stratum_without_quota_is_left_unscored():
     r = select("kcenter", pool(100), 2, strata=np.repeat(["a", "b", "c"], [50, 30, 20]))
-    assert r.info["strata_dropped"] == ["c"]
+    assert r.summary["info"]["strata_dropped"] == ["c"]
     assert np.isnan(r.scores[80:]).all() and np.isfinite(r.scores[:80]).all()
