@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from curation.errors import CurationError
+from curation.noise_step import DropNoisyStep
 from curation.reward import BTRewardModel
 from curation.select import METHODS
 from curation.steps import (
@@ -75,6 +76,7 @@ class CurateParams:
     strata: str | None = None  # column to stratify selection by (e.g. annotator_id, format, origin)
     mode: str = "topk"  # ISA: topk | stochastic
     sample: int | None = None  # curate a seeded random sample of this many rows (CPU demos)
+    drop_noisy: bool = False  # remove pairs `prefmill noise` flagged (reason label_noise)
     seed: int = 0
     beam_args: list[str] = field(default_factory=list)
 
@@ -128,6 +130,10 @@ def curate_steps(
     steps: list[Step | FitStep[Any]] = []
     if params.sample is not None and params.sample < n_rows:
         steps.append(SampleStep(SampleConfig(params.sample, params.seed)))
+    if params.drop_noisy:
+        # Before dedup and selection: a flagged pair is never kept as a group's representative, and the
+        # budget is not spent on it; after the sample, so --sample N curates the same rows minus the noisy ones.
+        steps.append(DropNoisyStep())
     steps += [
         ExactDedupStep(),
         NearIdenticalPairsStep(NearIdenticalConfig(params.pair_identical_threshold)),

@@ -18,7 +18,7 @@ from schemas.registry import Registry, UnknownName
 # Importing these registers every step a stage runs (each pipeline imports the steps it wires).
 _STAGE_MODULES = {
     "ingest": ("schemas.checks", "pipelines.ingest"),
-    "curate": ("curation.steps", "curation.decontam_step", "pipelines.curate"),
+    "curate": ("curation.steps", "curation.decontam_step", "curation.noise_step", "pipelines.curate"),
     "judge": ("pipelines.judge", "judges.generators"),
     "synthesize": ("pipelines.synthesize",),
 }
