@@ -256,8 +256,9 @@ class Executor:
             if prev is not None:
                 fit = seg[0]
                 assert isinstance(fit, FitStep)
-                table, shape = _read_shape(prev, fit)
-                state = fit.fit_checked(table, shape)
+                fitted = _read_shape(prev, fit)
+                # No rows left for it (an earlier step removed them all): nothing to fit or apply.
+                state = fit.fit_checked(*fitted) if fitted is not None else None
                 stages = [_Stage(fit, state)] + [_Stage(s) for s in seg[1:]]
                 units = _shard_units(prev)
             else:
@@ -334,10 +335,13 @@ def _shard_units(seg_dir: Path) -> list[Unit]:
     return units
 
 
-def _read_shape(seg_dir: Path, step: FitStep[Any]) -> tuple[pa.Table, str]:
-    """What a FitStep fits on: the previous segment's kept rows of the one shape it applies to, in order."""
+def _read_shape(seg_dir: Path, step: FitStep[Any]) -> tuple[pa.Table, str] | None:
+    """What a FitStep fits on: the previous segment's kept rows of the one shape it applies to, in order
+    (None when no row is left for it)."""
     units = [u for u in _shard_units(seg_dir) if step.applies_to(u.shape)]
     shapes = sorted({u.shape for u in units if u.shape})
+    if not shapes:
+        return None
     if len(shapes) != 1:
         found = ", ".join(shapes) or "none"
         raise StepError(f"step {step.step_name!r} fits on one shape; the rows before it have {found}")

@@ -29,8 +29,9 @@ class DedupMod(FitStep):
 
     def fit(self, table):
         first, dup = {}, {}
-        for row, x, rid in zip(table.column(ROW).to_pylist(), table.column("x").to_pylist(),
-                               table.column("record_id").to_pylist()):
+        for row, x, rid in zip(
+            table.column(ROW).to_pylist(), table.column("x").to_pylist(), table.column("record_id").to_pylist()
+        ):
             key = x % self.m
             if key in first:
                 dup[row] = first[key]
@@ -103,8 +104,11 @@ class Lines(Source):
     def read(self, unit):
         xs = [x for x in unit if x >= 0 for _ in range(max(x, 1))]
         rejects = [Reject(self.name, "negative", source_row=i) for i, x in enumerate(unit) if x < 0]
-        return SourceResult({"pairwise": pa.table({"record_id": [f"{x}" for x in xs], "x": xs})} if xs else {},
-                            rejects, records_read=len(unit))
+        return SourceResult(
+            {"pairwise": pa.table({"record_id": [f"{x}" for x in xs], "x": xs})} if xs else {},
+            rejects,
+            records_read=len(unit),
+        )
 
 
 def test_sources_expand_and_their_counts_add_up(tmp_path):
@@ -131,3 +135,17 @@ def test_a_step_that_loses_rows_is_refused():
 
     with pytest.raises(StepError, match="1 rows in but 0 kept"):
         Loses()(pa.table({"x": [1]}))
+
+
+def test_a_fit_step_after_every_row_was_removed_fits_nothing(tmp_path):
+    class DropAll(Step):
+        name = "drop_all"
+
+        def process(self, batch):
+            return StepResult(batch.slice(0, 0), reject_rows(batch, self.name, "gone"))
+
+    res = Executor(tmp_path / "w", batch_rows=3).run_table(_table(7), [DropAll(), DedupMod(2), AddSquare()], "pairwise")
+    assert res.shapes == {} and res.count("drop_all").rows_rejected == 7
+    assert res.count("dedup_mod").rows_in == 0 and res.count("square").rows_in == 0
+    with pytest.raises(StepError, match="no kept rows"):
+        res.table("pairwise")
