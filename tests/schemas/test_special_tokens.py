@@ -16,9 +16,15 @@ def _conv(*turns):
 
 
 def _pairs(texts):
-    rows = [records.pairwise(prompt=_conv(("user", f"q{i}")), chosen=_conv(("assistant", c)),
-                             rejected=_conv(("assistant", f"no {i}")), origin="human")
-            for i, c in enumerate(texts)]
+    rows = [
+        records.pairwise(
+            prompt=_conv(("user", f"q{i}")),
+            chosen=_conv(("assistant", c)),
+            rejected=_conv(("assistant", f"no {i}")),
+            origin="human",
+        )
+        for i, c in enumerate(texts)
+    ]
     for i, r in enumerate(rows):
         r.update(format="test", source_file="t.jsonl", source_row=i, run_id="r")
     return records.to_table(rows, "pairwise")
@@ -38,9 +44,12 @@ def test_rows_with_a_literal_special_token_are_rejected_with_the_token_and_colum
 
 
 def test_nested_listwise_completions_and_custom_tokens():
-    row = records.listwise(prompt=_conv(("user", "q")), completions=[_conv(("assistant", "a")),
-                                                                     _conv(("assistant", "b [END] c"))],
-                           ranks=[0, 1], origin="human")
+    row = records.listwise(
+        prompt=_conv(("user", "q")),
+        completions=[_conv(("assistant", "a")), _conv(("assistant", "b [END] c"))],
+        ranks=[0, 1],
+        origin="human",
+    )
     row.update(format="t", source_file="f", source_row=0, run_id="r")
     table = records.to_table([row], "listwise")
     assert SpecialTokenCheck()(table, "listwise").kept.num_rows == 1
@@ -53,7 +62,7 @@ def test_the_real_llamafactory_kto_row_with_eos_is_caught(data_dir):
     adapter = get_adapter("sharegpt")
     rows = []
     for i, obj in enumerate(items):
-        for shape, row in adapter.adapt(obj):
+        for _shape, row in adapter.adapt(obj):
             row.update(format="sharegpt", source_file="kto", source_row=i, run_id="r")
             rows.append(row)
     res = SpecialTokenCheck()(records.to_table(rows, "binary"), "binary")
