@@ -73,6 +73,10 @@ class Registry(Generic[T]):
         self._entries[name] = entry
         return entry
 
+    def remove(self, name: str) -> None:
+        """Forget an entry (tests that register a throw-away entry clean up with this)."""
+        self._entries.pop(name, None)
+
     def get(self, name: str) -> Entry[T]:
         try:
             return self._entries[name]

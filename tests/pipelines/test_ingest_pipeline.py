@@ -74,14 +74,16 @@ def test_counts_are_the_steps_own_and_rejects_are_one_quarantine_shard(tmp_path)
     src, n_good = _mixed_file(tmp_path)
     staging = tmp_path / "staging"
     counts = run_ingest([str(src)], "hh-rlhf", run_id="r1", staging=staging, chunk_rows=64)
-    adapt, validate = counts.steps
-    assert (adapt.step, validate.step) == ("adapt", "validate")
+    adapt, validate, special = counts.steps
+    assert (adapt.step, validate.step, special.step) == ("adapt", "validate", "special_tokens")
     assert adapt.records_read == counts.records_read == n_good + 5
-    # adapt: rows in = candidate rows + records rejected before producing one; validate sees the rest.
+    # adapt: rows in = candidate rows + records rejected before producing one; validate sees the rest,
+    # then the default ingest check (special_tokens) what validation kept.
     assert adapt.rows_in == adapt.rows_kept + adapt.rows_rejected == counts.rows_read
-    assert validate.rows_in == adapt.rows_kept and validate.rows_kept == counts.rows_kept
-    assert counts.rows_rejected == adapt.rows_rejected + validate.rows_rejected
-    assert counts.reasons == adapt.reasons + validate.reasons
+    assert validate.rows_in == adapt.rows_kept and special.rows_in == validate.rows_kept
+    assert special.rows_kept == counts.rows_kept
+    assert counts.rows_rejected == adapt.rows_rejected + validate.rows_rejected + special.rows_rejected
+    assert counts.reasons == adapt.reasons + validate.reasons + special.reasons
     assert dict(counts.shapes) == {"pairwise": counts.rows_kept}
     shards = sorted((staging / "quarantine").iterdir())
     assert [p.name for p in shards] == ["rejected.parquet"]
@@ -118,7 +120,7 @@ def test_an_appended_step_rejects_into_the_quarantine_and_is_counted(tmp_path):
         steps=[*ingest_steps(), _NoQuestionMarks()],
     )
     extra = counts.steps[-1]
-    assert [c.step for c in counts.steps] == ["adapt", "validate", "no_question_marks"]
+    assert [c.step for c in counts.steps] == ["adapt", "validate", "special_tokens", "no_question_marks"]
     assert 0 < extra.rows_rejected < extra.rows_in == base.rows_kept
     assert counts.rows_kept == base.rows_kept - extra.rows_rejected
     assert counts.rows_rejected == base.rows_rejected + extra.rows_rejected

@@ -17,11 +17,12 @@ def invoke(*args: str):
 
 
 @pytest.fixture
-def extra_export(monkeypatch):
+def extra_export():
     """A format registered for this test only, as a new module would register it."""
     entry = EXPORTS.add("zz-test-export", type("ZZ", (), {"__doc__": "A format only this test knows."}))
     yield entry
-    monkeypatch.delitem(EXPORTS._entries, entry.name)
+    EXPORTS.remove(entry.name)
+    assert "zz-test-export" not in EXPORTS
 
 
 def test_export_help_and_steps_list_a_newly_registered_export(extra_export):
