@@ -18,9 +18,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flows.audit import (
+    DEFAULT_MIN_KAPPA,
+    DEFAULT_MIN_SWAP_CONSISTENCY,
+    GateRefused,
+    JudgeIdentity,
+    check_thresholds,
+    gate,
+    template_of,
+)
 from judges.engines import Endpoint, EngineSpec, check_price
 from judges.errors import EngineUnreachable, JudgeError
-from judges.judge_step import VERDICT_COLUMNS, JudgeCounts, drop_verdicts
+from judges.judge_step import ROLE, VERDICT_COLUMNS, JudgeCounts, drop_verdicts
 from pipelines.executor import write_parquet
 from pipelines.judge import run_judge
 from schemas.step import as_quarantine
@@ -65,10 +74,20 @@ def judge_dataset(
     engine_options: dict | None = None,
     verdict_options: dict | None = None,
     beam_args: list[str] | None = None,
+    no_gate: bool = False,
+    min_kappa: float = DEFAULT_MIN_KAPPA,
+    min_swap_consistency: float = DEFAULT_MIN_SWAP_CONSISTENCY,
 ) -> JudgeReport:
     """Judge the pairs of ``dataset`` (``version``, default latest) and publish a child version with the
-    verdict columns. On an unreachable server or any other error the run is failed and nothing is published."""
+    verdict columns. On an unreachable server or any other error the run is failed and nothing is published.
+
+    The gate (flows/audit.py): the judge — this model, its served revision and the template — needs a
+    latest audit that meets ``min_kappa`` / ``min_swap_consistency``; otherwise ``GateRefused`` fails the
+    run before any verdict is asked for, unless ``no_gate``, which is recorded in the run's params and
+    metrics, the version's extra and the dataset card."""
     check_price(max_usd, gpu_usd_per_hour)
+    thresholds = check_thresholds(min_kappa, min_swap_consistency)
+    template = template_of(verdict_options)
     if concurrency < 1:
         raise JudgeError(f"--concurrency must be ≥ 1, got {concurrency}")
     if limit is not None and limit < 1:
@@ -83,6 +102,7 @@ def judge_dataset(
         "gpu_usd_per_hour": gpu_usd_per_hour,
         "limit": limit,
         "max_requests": max_requests,
+        "gate": {"no_gate": bool(no_gate), "template_id": template.id, **thresholds},
     }
     with wh.run("judge", dataset, params) as run:
         table = wh.read(dataset, "pairwise", parent)
@@ -97,6 +117,9 @@ def judge_dataset(
             gpu_usd_per_hour,
             dict(engine_options or {}),
         ).probed()
+        judge = JudgeIdentity(model, spec.endpoints[ROLE].revision, template.id)
+        decision = gate(wh, judge, no_gate=no_gate, **thresholds)  # GateRefused: the run fails, nothing is sent
+        run.metrics({"gate": decision})
         res = run_judge(
             drop_verdicts(table),  # a rerun replaces them
             spec,
@@ -114,7 +137,7 @@ def judge_dataset(
         assert res.table is not None
         if res.rejected.num_rows:
             write_parquet(as_quarantine(res.rejected), run.staging / "quarantine" / "judge.parquet")
-        metrics = res.counts.metrics(spec, table.num_rows - res.rows_not_attempted)
+        metrics = {**res.counts.metrics(spec, table.num_rows - res.rows_not_attempted), "gate": decision}
         run.metrics(metrics)
         result = run.commit_derived(
             parent,
@@ -124,7 +147,10 @@ def judge_dataset(
             step_counts(res.steps),
             extra={
                 "judge": {k: metrics["judge"][k] for k in ("model", "revision")},
-                "judge_params": {"verdict_options": dict(verdict_options or {})},
+                "judge_params": {
+                    "verdict_options": {k: v for k, v in (verdict_options or {}).items() if k != "template"}
+                },
+                "gate": decision,
             },
         )
     return JudgeReport(run.run_id, dataset, parent, res.counts, result, table.num_rows, res.rows_not_attempted, metrics)
@@ -144,6 +170,9 @@ def summary(rep: JudgeReport) -> dict:
         "rows_not_attempted": rep.rows_not_attempted,
         "reasons": dict(c.reasons),
         "budget_exhausted": rep.budget_exhausted,
+        "gate": rep.metrics["gate"]["status"],
+        "gate_audit": (rep.metrics["gate"]["audit"] or {}).get("audit_id"),
+        "gate_reason": rep.metrics["gate"]["reason"],
         **{
             k: rep.metrics["judge"][k]
             for k in (
@@ -192,6 +221,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "judge_dataset",
+    "GateRefused",
     "JudgeReport",
     "JudgeError",
     "summary",

@@ -31,15 +31,16 @@ from curation.noise import (
     is_tie,
     voter_stats,
 )
-from curation.noise_step import STEP, NoiseConfig, NoiseStep
+from curation.noise_step import STEP
 from curation.reward import BTRewardModel
 from flows.judge import cache_path
 from judges.engines import Endpoint, EngineSpec
 from judges.errors import EngineUnreachable
 from judges.judge_step import drop_verdicts
 from pipelines.curate import run_reward_score
-from pipelines.executor import Executor, write_parquet
+from pipelines.executor import write_parquet
 from pipelines.judge import run_judge
+from pipelines.noise import run_noise_flags
 from schemas.step import Counts, as_quarantine
 from warehouse import CommitResult, Run, Warehouse, run_counts, step_counts
 
@@ -215,12 +216,9 @@ def flag_noise(
             if out.embed is not None:
                 embed["computed"] += out.embed.computed
                 embed["cache_hits"] += out.embed.cache_hits
-        columns = [f"_noise_p{i}" for i in range(len(probs))]  # working columns: dropped from the output
-        voted = base
-        for c, p in zip(columns, probs):
-            voted = voted.append_column(c, pa.array(p, pa.float64(), from_pandas=True))
-        ex = Executor(run.work / "noise", run_id=run.run_id, beam_args=beam_args)
-        res_noise = ex.run_table(voted, [NoiseStep(NoiseConfig(tuple(columns), m, confidence))], "pairwise")
+        res_noise = run_noise_flags(
+            base, probs, m, confidence, work=run.work / "noise", run_id=run.run_id, beam_args=beam_args
+        )
         flagged = res_noise.table("pairwise")
         counts = [Counts("read", rows_in=base.num_rows, rows_kept=base.num_rows, annotates=True), *voter_counts]
         counts.append(res_noise.count(STEP))

@@ -18,6 +18,17 @@ be a biased sample. Every answer already received is in the request cache (under
 root, shared with `prefmill judge`), and the generators seed every request, so a rerun with a larger
 budget sends only what is missing. A run where every candidate was dropped publishes no version and
 says so (status ``no_change``, reasons in the quarantine).
+
+The gate (flows/audit.py) runs before anything is generated. The gated judge of a method is the model
+that decides its preferences: the endpoint in its ``judge`` role when one is given, else the policy,
+which then judges its own samples (CycleAlign's ranker, SCIR's generative RM, I-SHEEP's
+self-assessment all fall back to it). It is identified by model + served revision (in-process engines:
+their ``model`` / ``revision``) + the built-in pairwise template (``GATE_TEMPLATE``): the generators'
+own ranking and scoring prompts have no human gold set, so the pairwise audit of the same model and
+revision (``prefmill judge audit``) is what stands for its judging. A method without a judge role
+(Multifaceted: chosen is the response written for the system message, by construction) has nothing to
+gate; its decision says ``not_applicable``. Refused → ``GateRefused``, the run fails, nothing is
+published; ``no_gate`` overrides and is recorded in the run's params and metrics and on the card.
 """
 
 from __future__ import annotations
@@ -26,6 +37,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from flows.audit import (
+    DEFAULT_MIN_KAPPA,
+    DEFAULT_MIN_SWAP_CONSISTENCY,
+    GateRefused,
+    JudgeIdentity,
+    check_thresholds,
+    gate,
+)
 from flows.jobs import ValidationFailed
 from flows.judge import cache_path
 from judges.engines import EngineSpec, check_price
@@ -34,14 +53,33 @@ from judges.generators import GENERATORS, generator
 from judges.generators.prompts import read_prompts_file, source_label
 from judges.generators.registry import check_sources, endpoints, settings
 from judges.generators.source import GeneratorSource, SynthCounts
+from judges.templates import PAIRWISE
 from pipelines.executor import write_parquet
 from pipelines.synthesize import dataset_prompts, default_embedder, run_synthesis
 from schemas.step import Reject, as_quarantine
 from warehouse import CommitResult, Warehouse, run_counts, step_counts
 
 METHODS = tuple(GENERATORS.names())
+GATE_TEMPLATE = PAIRWISE.id  # the template of the audit that stands for a generator's judge (see above)
 
-__all__ = ["synthesize", "summary", "SynthReport", "BudgetExhausted", "METHODS"]
+__all__ = ["synthesize", "summary", "SynthReport", "BudgetExhausted", "GateRefused", "METHODS", "gated_judge"]
+
+
+def gated_judge(
+    entry: Any, spec: EngineSpec | None, engines: dict[str, Any] | None
+) -> tuple[JudgeIdentity | None, str, str]:
+    """(the judge the gate audits, its role, why there is none) for a method (see the module docstring)."""
+    if "judge" not in entry.roles:
+        return None, "judge", f"{entry.name} labels its pairs by construction (no judge role)"
+    if spec is not None:
+        role = "judge" if "judge" in spec.endpoints else "policy"
+        ep = spec.endpoints[role]
+        return JudgeIdentity(ep.model, ep.revision, GATE_TEMPLATE), role, ""
+    engines = engines or {}
+    role = "judge" if engines.get("judge") is not None else "policy"
+    eng = engines[role]
+    model = str(getattr(eng, "model", None) or type(eng).__name__)
+    return JudgeIdentity(model, str(getattr(eng, "revision", "") or ""), GATE_TEMPLATE), role, ""
 
 
 @dataclass
@@ -82,14 +120,19 @@ def synthesize(
     engines: dict[str, Any] | None = None,
     embed: Callable | None = None,
     beam_args: list[str] | None = None,
+    no_gate: bool = False,
+    min_kappa: float = DEFAULT_MIN_KAPPA,
+    min_swap_consistency: float = DEFAULT_MIN_SWAP_CONSISTENCY,
 ) -> SynthReport:
     """Generate preference rows with ``method`` and publish them into ``dataset`` as one run.
 
     ``engines`` (by role: policy, judge, reference) replaces the HTTP endpoints (tests, in-process
-    engines); otherwise ``url``/``model`` (+ the method's optional judge/reference endpoints) are used."""
+    engines); otherwise ``url``/``model`` (+ the method's optional judge/reference endpoints) are used.
+    The method's judge must pass the gate (module docstring) unless ``no_gate``."""
     entry = generator(method)
     check_sources(entry, prompts_from, prompts_file, seeds_file, limit)
     check_price(max_usd, gpu_usd_per_hour)
+    thresholds = check_thresholds(min_kappa, min_swap_consistency)
     cfg = settings(entry, config, limit)
     eps = (
         None
@@ -119,6 +162,7 @@ def synthesize(
         "max_usd": max_usd,
         "gpu_usd_per_hour": gpu_usd_per_hour,
         "max_requests": max_requests,
+        "gate": {"no_gate": bool(no_gate), "template_id": GATE_TEMPLATE, **thresholds},
     }
     with wh.run("synthesize", dataset, params) as run:
         spec = None
@@ -132,6 +176,9 @@ def synthesize(
                 gpu_usd_per_hour,
                 dict(engine_options or {}),
             ).probed()
+        judge, role, why_none = gated_judge(entry, spec, engines)
+        decision = gate(wh, judge, no_gate=no_gate, role=role, why_none=why_none, **thresholds)
+        run.metrics({"gate": decision})
         src = GeneratorSource(
             method,
             cfg,
@@ -147,7 +194,7 @@ def synthesize(
             embed_factory=default_embedder,
         )
         res = run_synthesis(src, work=run.work, staging=run.staging, beam_args=beam_args)
-        metrics = res.metrics(method)
+        metrics = {**res.metrics(method), "gate": decision}
         run.metrics(metrics)
         if res.fatal is not None:
             raise res.fatal
@@ -180,6 +227,9 @@ def summary(rep: SynthReport) -> dict:
         "cache_misses": m["engine"]["cache_misses"],
         "cost_usd": m["engine"]["cost_usd"],
         "usd_per_kept_pair": m["usd_per_kept_pair"],
+        "gate": rep.metrics["gate"]["status"],
+        "gate_audit": (rep.metrics["gate"]["audit"] or {}).get("audit_id"),
+        "gate_reason": rep.metrics["gate"]["reason"],
     }
 
 

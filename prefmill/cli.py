@@ -42,6 +42,22 @@ BeamArgOpt = typer.Option(
 SeedOpt = typer.Option(None, "--seed", help="(default: {seed})")
 
 
+class GateOpts:
+    """The gate's options (flows/audit.py), shared by judge, synthesize and the audits."""
+
+    no_gate = typer.Option(
+        False, "--no-gate", help="Publish even without a passing judge audit (recorded in the lineage and the card)"
+    )
+    min_kappa = typer.Option(
+        None, "--min-kappa", help="Least Cohen's κ against the majority human label, in [-1, 1] (default: 0.4)"
+    )
+    min_swap_consistency = typer.Option(
+        None,
+        "--min-swap-consistency",
+        help="Least share of verdicts that survive swapping the two responses, in [-1, 1] (default: 0.8)",
+    )
+
+
 def _wh(path: Path | None):
     from warehouse import Warehouse
 
@@ -76,6 +92,50 @@ def _ingest_summary(report) -> None:
             console.print(f"no new version ({commit.status})")
     if c.reasons:
         console.print("rejected: " + ", ".join(f"{k} {v}" for k, v in c.reasons.most_common()))
+
+
+def _fmt(x: Any) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def print_audit(out: dict, as_json: bool = False) -> None:
+    """An audit (flows.audit.summary) as a few lines, or as JSON."""
+    if as_json:
+        sys.stdout.write(json.dumps(out, default=str, ensure_ascii=False) + "\n")
+        return
+    m = out["metrics"]
+    verdict = "[green]passed[/]" if out["passed"] else "[red]failed[/]: " + escape("; ".join(out["shortfalls"]))
+    console.print(
+        f"[bold]audit[/] {out['audit_id']} of {escape(out['judge'])} on {out['gold_dataset']}@{out['gold_version'][:12]}: {verdict}"
+    )
+    console.print(
+        f"rows {m['n_rows']:,} ({m['n_items']:,} items), judged {m['coverage']:.1%}; accuracy {_fmt(m['accuracy'])} "
+        f"(with ties {_fmt(m['accuracy_with_ties'])}); κ vs majority {_fmt(m['kappa_majority'])}, "
+        f"per annotator {_fmt(m['kappa_per_annotator_mean'])}; human–human κ "
+        f"{_fmt((m['human_human'] or {}).get('mean_kappa'))}"
+    )
+    lb = m["length_bias"]
+    console.print(
+        f"swap consistency {_fmt(m['swap_consistency'])}; P(first) {_fmt(m['position_bias_p_first'])}; "
+        f"picks the longer {_fmt(lb['judge_longer_rate'])} (humans {_fmt(lb['human_longer_rate'])}); "
+        f"ECE {_fmt(m['calibration']['ece'])}; self-preference rows {m['self_preference']['n_rows']}"
+    )
+    if "judge" in m and m["judge"]["reasons"]:
+        console.print(
+            f"unparseable {m['judge']['unparseable_share']:.1%}; not judged: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(m["judge"]["reasons"].items(), key=lambda kv: -kv[1]))
+        )
+
+
+def print_gate(out: dict) -> None:
+    """The gate decision line of a judge / synthesize summary."""
+    status = out.get("gate")
+    if status == "passed":
+        console.print(f"gate: passed (audit {out['gate_audit']})")
+    elif status == "overridden":
+        console.print(f"[yellow]gate overridden (--no-gate):[/] {escape(out['gate_reason'])}")
+    elif status == "not_applicable":
+        console.print(f"gate: not applicable ({escape(out['gate_reason'])})")
 
 
 def _format(name: str) -> str:
@@ -231,6 +291,9 @@ def curate(
     cluster_cap: int | None = typer.Option(None, "--cluster-cap", help="Max pairs per prompt cluster"),
     mode: str | None = typer.Option(None, "--mode", help="ISA: topk | stochastic (default: {curate.mode})"),
     sample: int | None = typer.Option(None, "--sample", help="Curate a seeded sample of N rows (CPU demos)"),
+    drop_noisy: bool = typer.Option(
+        False, "--drop-noisy", help="Remove pairs `prefmill noise` flagged (reason label_noise)"
+    ),
     seed: int | None = SeedOpt,
     embed_model: str | None = typer.Option(
         None, "--embed-model", help="Local sentence-transformers folder (default: {embed.model})"
@@ -266,6 +329,7 @@ def curate(
         strata=strata,
         cluster_cap=cluster_cap,
         sample=sample,
+        drop_noisy=drop_noisy,
         seed=s.seed if seed is None else seed,
         beam_args=beam_arg or s.beam_args,
     )
@@ -326,6 +390,39 @@ def reward_score(
 
     with console.status("scoring…"):
         console.print_json(data=score_dataset(_wh(warehouse), dataset, model_id, version))
+
+
+@reward_app.command("audit")
+@handle_errors
+def reward_audit(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Gold set: a dataset of human-labelled pairs"),
+    model_id: str = typer.Option(..., "--model", help="Model id (or unique prefix) from `SELECT * FROM models`"),
+    version: str | None = typer.Option(None, "--version", "-v", help="Gold set version (default: latest)"),
+    embed_model: str | None = typer.Option(
+        None, "--embed-model", help="The embedding model the reward model was trained on (default: {embed.model})"
+    ),
+    min_kappa: float | None = GateOpts.min_kappa,
+    min_swap_consistency: float | None = GateOpts.min_swap_consistency,
+    as_json: bool = typer.Option(False, "--json", help="Print the whole audit as JSON"),
+    beam_arg: list[str] = BeamArgOpt,
+    warehouse: Path | None = WarehouseOpt,
+):
+    """Audit a reward model against human labels, like `prefmill judge audit` (a `judge_audits` row)."""
+    from flows.audit import audit_reward, summary
+
+    s = load_settings()
+    th = {k: v for k, v in (("min_kappa", min_kappa), ("min_swap_consistency", min_swap_consistency)) if v is not None}
+    with console.status(f"auditing reward model {model_id[:12]} on {dataset}…"):
+        rep = audit_reward(
+            _wh(warehouse),
+            dataset,
+            model_id,
+            version,
+            embed_model=s.embed.with_flags(model=embed_model).model,
+            beam_args=beam_arg or s.beam_args,
+            **th,
+        )
+    print_audit(summary(rep), as_json)
 
 
 @reward_app.command("groups")
@@ -489,6 +586,55 @@ def decontaminate(
 
 @app.command()
 @handle_errors
+def noise(
+    dataset: str = typer.Option(..., "--dataset", "-d"),
+    judge_url: list[str] = typer.Option(
+        [],
+        "--judge-url",
+        help="A judge's OpenAI-compatible server, repeatable (the n-th goes with the n-th --judge-model)",
+    ),
+    judge_model: list[str] = typer.Option([], "--judge-model", help="The served model of each --judge-url"),
+    reward_model: list[str] = typer.Option(
+        [], "--reward-model", help="A stored reward model id or prefix (`prefmill reward train`), repeatable"
+    ),
+    m: int | None = typer.Option(
+        None, "--m", help="Votes against the label that flag a pair (default: 2 of the k voters; 1 with one voter)"
+    ),
+    confidence: float = typer.Option(
+        0.7,
+        "--confidence",
+        help="A voter is against when at least this sure, in (0.5, 1], that the rejected side is better",
+    ),
+    version: str | None = typer.Option(None, "--version", "-v"),
+    concurrency: int | None = typer.Option(
+        None, "--concurrency", help="Requests in flight per judge (default: {llm.concurrency})"
+    ),
+    beam_arg: list[str] = BeamArgOpt,
+    warehouse: Path | None = WarehouseOpt,
+):
+    """Flag likely wrong labels: judges and reward models vote per pair; publishes noise_votes / noise_voters / noise_flag."""
+    from flows.noise import flag_noise, summary
+
+    if len(judge_url) != len(judge_model):
+        raise UsageError(f"{len(judge_url)} --judge-url but {len(judge_model)} --judge-model: give one model per url")
+    s = load_settings()
+    with console.status(f"scoring {dataset} with {len(judge_url) + len(reward_model)} voter(s)…"):
+        rep = flag_noise(
+            _wh(warehouse),
+            dataset,
+            list(zip(judge_url, judge_model)),
+            reward_model,
+            version,
+            m=m,
+            confidence=confidence,
+            concurrency=s.llm.with_flags(concurrency=concurrency).concurrency,
+            beam_args=beam_arg or s.beam_args,
+        )
+    console.print_json(data=summary(rep))
+
+
+@app.command()
+@handle_errors
 def config():
     """Print the effective settings (flags aside): environment (PREFMILL_*) > prefmill.toml > defaults."""
     settings = load_settings()
@@ -501,7 +647,7 @@ def main() -> None:
     app()
 
 
-# The LLM commands (llm serve, judge, synthesize) register themselves on `app`.
+# The LLM commands (llm serve, judge, judge audit, synthesize) register themselves on `app`.
 from prefmill import cli_llm  # noqa: E402, F401
 
 if __name__ == "__main__":

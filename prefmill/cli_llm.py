@@ -1,8 +1,12 @@
-"""LLM commands: `prefmill llm serve`, `prefmill judge`, `prefmill synthesize`.
+"""LLM commands: `prefmill llm serve`, `prefmill judge` (+ `prefmill judge audit`), `prefmill synthesize`.
 
 Registered on the main typer app (prefmill/cli.py imports this module at its end). Like the other
 interactive commands they call the plain jobs directly (``--prefect`` goes through the flow); the
 server, model, concurrency and prices default to the ``[llm]`` settings (prefmill/settings.py).
+
+`judge` is a typer group whose callback judges when no subcommand is given, so `prefmill judge
+--dataset X --url ...` works as before and `prefmill judge audit --dataset GOLD ...` audits. `judge` and
+`synthesize` go through the gate (flows/audit.py): `--no-gate`, `--min-kappa`, `--min-swap-consistency`.
 """
 
 from __future__ import annotations
@@ -12,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from prefmill import catalog
-from prefmill.cli import BeamArgOpt, WarehouseOpt, _wh, app, console
+from prefmill.cli import BeamArgOpt, GateOpts, WarehouseOpt, _wh, app, console, print_audit, print_gate
 from prefmill.errors import UsageError, fail, handle_errors
-from prefmill.helptext import App
+from prefmill.helptext import App, fill
 from prefmill.settings import LLMSettings, load_settings, warehouse_root
 
 llm_app = App(add_completion=False, no_args_is_help=True, help="Serve models with vLLM (its own virtualenv).")
@@ -100,10 +105,41 @@ def llm_serve(
 # ---------------------------------------------------------------------------------------- judge
 
 
-@app.command()
+class _Group(TyperGroup):
+    """A command group whose own options fill their help placeholders when help is shown (as helptext.Command)."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        if self.help:
+            self.help = fill(self.help)
+        for param in self.params:
+            text = getattr(param, "help", None)
+            if isinstance(text, str):
+                setattr(param, "help", fill(text))  # noqa: B010
+        super().format_help(ctx, formatter)
+
+
+judge_app = App(
+    cls=_Group,
+    add_completion=False,
+    help="Judge a dataset's pairs (`prefmill judge --dataset X`), or audit a judge on a gold set (`judge audit`).",
+)
+app.add_typer(judge_app, name="judge")
+
+
+def _gate_opts(no_gate: bool, min_kappa: float | None, min_swap_consistency: float | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"no_gate": no_gate}
+    if min_kappa is not None:
+        out["min_kappa"] = min_kappa
+    if min_swap_consistency is not None:
+        out["min_swap_consistency"] = min_swap_consistency
+    return out
+
+
+@judge_app.callback(invoke_without_command=True)
 @handle_errors
 def judge(
-    dataset: str = typer.Option(..., "--dataset", "-d"),
+    ctx: typer.Context,
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help="Dataset whose pairs to judge"),
     url: str | None = UrlOpt,
     model: str | None = ModelOpt,
     version: str | None = typer.Option(None, "--version", "-v", help="Version id or prefix (default: latest)"),
@@ -112,11 +148,20 @@ def judge(
     concurrency: int | None = ConcurrencyOpt,
     limit: int | None = typer.Option(None, "--limit", help="Judge only the first N pairs"),
     guided: bool = typer.Option(False, "--guided", help="Force the answer to A/B with structured outputs"),
+    no_gate: bool = GateOpts.no_gate,
+    min_kappa: float | None = GateOpts.min_kappa,
+    min_swap_consistency: float | None = GateOpts.min_swap_consistency,
     beam_arg: list[str] = BeamArgOpt,
     via_prefect: bool = typer.Option(False, "--prefect", help="Run through the Prefect flow"),
     warehouse: Path | None = WarehouseOpt,
 ):
-    """Judge a dataset's pairs (position-swapped verdicts) and publish a child version with verdict columns."""
+    """Judge a dataset's pairs (position-swapped verdicts) and publish a child version with verdict columns.
+
+    The judge (model + served revision + template) needs a passing audit (`prefmill judge audit`)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if dataset is None:
+        raise UsageError("judge needs --dataset DATASET (or a subcommand: prefmill judge audit --help)")
     from flows.judge import judge_dataset, summary
 
     s = load_settings()
@@ -131,6 +176,7 @@ def judge(
         "gpu_usd_per_hour": llm.gpu_usd_per_hour,
         "limit": limit,
         "verdict_options": {"guided": True} if guided else None,
+        **_gate_opts(no_gate, min_kappa, min_swap_consistency),
     }
     if via_prefect:
         from flows.judge import judge_flow
@@ -159,6 +205,7 @@ def judge(
         f"{out['prompt_tokens'] + out['completion_tokens']:,}; GPU-seconds {out['gpu_seconds']:.1f}; "
         f"cost ${out['cost_usd']:.4f}"
     )
+    print_gate(out)
     if out["version_id"]:
         console.print(f"version [bold]{out['version_id']}[/] (parent {out['parent_version'][:12]})")
     else:
@@ -168,6 +215,53 @@ def judge(
             "[yellow]budget exhausted:[/] rows without a verdict are in the quarantine; rerun with a "
             "larger --max-usd to resume (answers already paid for come from the request cache)"
         )
+
+
+@judge_app.command("audit")
+@handle_errors
+def judge_audit(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Gold set: a dataset of human-labelled pairs"),
+    url: str | None = UrlOpt,
+    model: str | None = ModelOpt,
+    version: str | None = typer.Option(None, "--version", "-v", help="Gold set version (default: latest)"),
+    max_usd: float | None = MaxUsdOpt,
+    gpu_usd_per_hour: float | None = GpuPriceOpt,
+    concurrency: int | None = ConcurrencyOpt,
+    limit: int | None = typer.Option(None, "--limit", help="Judge only the first N gold rows"),
+    guided: bool = typer.Option(False, "--guided", help="Force the answer to A/B with structured outputs"),
+    min_kappa: float | None = GateOpts.min_kappa,
+    min_swap_consistency: float | None = GateOpts.min_swap_consistency,
+    as_json: bool = typer.Option(False, "--json", help="Print the whole audit as JSON"),
+    beam_arg: list[str] = BeamArgOpt,
+    warehouse: Path | None = WarehouseOpt,
+):
+    """Audit a judge against human labels (accuracy, κ, human ceiling, swap/position/length bias, calibration);
+    stores a `judge_audits` row that `judge` and `synthesize` check before publishing."""
+    from flows.audit import audit_judge, summary
+
+    s = load_settings()
+    llm = s.llm.with_flags(
+        url=url, model=model, max_usd=max_usd, gpu_usd_per_hour=gpu_usd_per_hour, concurrency=concurrency
+    )
+    url, model = _endpoint(llm)
+    gate = _gate_opts(False, min_kappa, min_swap_consistency)
+    del gate["no_gate"]
+    with console.status(f"auditing {model} on {dataset}…"):
+        rep = audit_judge(
+            _wh(warehouse),
+            dataset,
+            url,
+            model,
+            version,
+            concurrency=llm.concurrency,
+            max_usd=llm.max_usd,
+            gpu_usd_per_hour=llm.gpu_usd_per_hour,
+            limit=limit,
+            verdict_options={"guided": True} if guided else None,
+            beam_args=beam_arg or s.beam_args,
+            **gate,
+        )
+    print_audit(summary(rep), as_json)
 
 
 # ---------------------------------------------------------------------------------------- synthesize
@@ -201,11 +295,16 @@ def synthesize(
     concurrency: int | None = ConcurrencyOpt,
     max_usd: float | None = MaxUsdOpt,
     gpu_usd_per_hour: float | None = GpuPriceOpt,
+    no_gate: bool = GateOpts.no_gate,
+    min_kappa: float | None = GateOpts.min_kappa,
+    min_swap_consistency: float | None = GateOpts.min_swap_consistency,
     beam_arg: list[str] = BeamArgOpt,
     via_prefect: bool = typer.Option(False, "--prefect", help="Run through the method's Prefect flow"),
     warehouse: Path | None = WarehouseOpt,
 ):
-    """Generate preference data with CycleAlign, SCIR, I-SHEEP or Multifaceted and publish it as a version."""
+    """Generate preference data with CycleAlign, SCIR, I-SHEEP or Multifaceted and publish it as a version.
+
+    The method's judge (--judge-url/--judge-model, else the policy) needs a passing `prefmill judge audit`."""
     from flows.synthesize import summary
     from flows.synthesize import synthesize as run_job
 
@@ -228,6 +327,7 @@ def synthesize(
         "max_usd": llm.max_usd,
         "gpu_usd_per_hour": llm.gpu_usd_per_hour,
         "beam_args": beam_arg or s.beam_args,
+        **_gate_opts(no_gate, min_kappa, min_swap_consistency),
     }
     prompts_file = str(prompts) if prompts else None
     if via_prefect:
@@ -269,6 +369,7 @@ def synthesize(
     console.print(
         f"requests: {out['cache_hits']:,} from cache, {out['cache_misses']:,} new; cost ${out['cost_usd']:.4f} ({cost})"
     )
+    print_gate(out)
     if out["version_id"]:
         shapes = ", ".join(f"{k} {v:,}" for k, v in out["rows_by_shape"].items())
         console.print(f"version [bold]{out['version_id']}[/] ({shapes})")

@@ -10,6 +10,8 @@ import pyarrow.parquet as pq
 
 from schemas.canonical import QUARANTINE, SCHEMAS, SHAPES
 from warehouse.artifacts import DDL as ARTIFACTS_DDL
+from warehouse.audits import DDL as AUDITS_DDL
+from warehouse.audits import TABLE as AUDITS_TABLE
 from warehouse.layout import Layout
 from warehouse.sql import value
 from warehouse.views import recreate_views
@@ -51,7 +53,11 @@ CREATE TABLE IF NOT EXISTS meta.duplicates (
     duplicate_of_version VARCHAR, shape VARCHAR NOT NULL);
 """
     + ARTIFACTS_DDL
+    + AUDITS_DDL
 )
+
+# Tables added after warehouses were already in use: ``ensure`` creates any that an existing catalog lacks.
+ADDED_TABLES = {AUDITS_TABLE: AUDITS_DDL}
 
 
 def write_empty_files(layout: Layout) -> None:
@@ -69,13 +75,20 @@ def ensure(con: duckdb.DuckDBPyConnection, layout: Layout) -> None:
     """Create the catalog tables, empty files and views if this root is new (idempotent).
 
     Views hold absolute file paths; if the root was moved, they are rebuilt here on the next write.
+    A catalog made before a table in ``ADDED_TABLES`` existed gets it here too (and the views over it).
     """
     exists = value(con, "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'meta' AND table_name = 'info'")
     if exists:
         stored = value(con, "SELECT value FROM meta.info WHERE key = 'root'")
-        if stored != str(layout.root):
+        present = {
+            t for (t,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'meta'").fetchall()
+        }
+        missing = [ddl for name, ddl in ADDED_TABLES.items() if name not in present]
+        if stored != str(layout.root) or missing:
             write_empty_files(layout)
             con.execute("BEGIN")
+            for ddl in missing:
+                con.execute(ddl)
             con.execute("UPDATE meta.info SET value = ? WHERE key = 'root'", [str(layout.root)])
             recreate_views(con, layout)
             con.execute("COMMIT")

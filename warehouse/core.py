@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TypeVar
 import duckdb
 import pyarrow as pa
 
-from warehouse import artifacts, reads, runs
+from warehouse import artifacts, audits, reads, runs
 from warehouse.catalog import ensure
 from warehouse.commit import commit_staged
 from warehouse.counts import CommitResult, RunCounts, StepCount
@@ -157,6 +157,52 @@ class Warehouse:
 
     def put_groups(self, run_id: str, dataset: str, version_id: str, key: str, assign: dict) -> None:
         self._write(lambda con: artifacts.insert_groups(con, run_id, dataset, version_id, key, assign))
+
+    # -- judge audits -------------------------------------------------------------------------
+    def put_audit(
+        self,
+        *,
+        kind: str,
+        model: str,
+        revision: str,
+        template_id: str,
+        gold_dataset: str,
+        gold_version: str,
+        metrics: dict,
+        passed: bool,
+        thresholds: dict,
+        run_id: str | None = None,
+    ) -> str:
+        """Store one audit of a judge on a gold set (``warehouse.audits``); returns its audit id."""
+
+        def insert(con: duckdb.DuckDBPyConnection) -> str:
+            con.execute("BEGIN")
+            audit_id = audits.insert(
+                con,
+                run_id=run_id,
+                kind=kind,
+                model=model,
+                revision=revision,
+                template_id=template_id,
+                gold_dataset=gold_dataset,
+                gold_version=gold_version,
+                metrics=metrics,
+                passed=passed,
+                thresholds=thresholds,
+            )
+            con.execute("COMMIT")
+            return audit_id
+
+        return self._write(insert)
+
+    def latest_audit(
+        self, model: str, revision: str, template_id: str = "", gold_dataset: str | None = None
+    ) -> audits.Audit | None:
+        """The most recent audit of this judge (model + revision + template id), or None."""
+        if not self.layout.exists():
+            return None
+        with closing(connect_read(self.layout)) as con:
+            return audits.latest(con, model, revision, template_id, gold_dataset)
 
     # -- readers ------------------------------------------------------------------------------
     def read(self, dataset: str, shape: str, version: str | None = None) -> pa.Table:

@@ -12,6 +12,7 @@ import duckdb
 
 from schemas.canonical import SHAPES
 from warehouse.artifacts import VIEWS as ARTIFACT_VIEWS
+from warehouse.audits import VIEWS as AUDIT_VIEWS
 from warehouse.layout import Layout
 from warehouse.sql import lit, lit_list
 
@@ -19,6 +20,22 @@ from warehouse.sql import lit, lit_list
 SHAPE_VIEWS = {"pairwise": "pairs", "binary": "binary_feedback", "listwise": "rankings", "ratings": "ratings"}
 
 QUARANTINE_COLUMNS = "run_id, step, reason, detail, source_file, source_row, shape, record_id, raw"
+
+# ``ai_labels``: the gate decisions (flows.audit: which audit let a judge's labels in, or the override)
+# of every run that made this version or one of its ancestors, nearest first, as a JSON array (NULL: none).
+# The card of an export shows them, so a curated child of a judged version still names its judge.
+_AI_LABELS = """WITH RECURSIVE lineage(version_id, ancestor, depth) AS (
+    SELECT version_id, version_id, 0 FROM meta.dataset_versions
+    UNION ALL
+    SELECT l.version_id, p.parent_version, l.depth + 1 FROM lineage l
+    JOIN meta.dataset_versions p ON p.version_id = l.ancestor
+    WHERE p.parent_version IS NOT NULL AND l.depth < 100000
+), labels AS (
+    SELECT l.version_id, to_json(list(json_extract(r.metrics, '$.gate') ORDER BY l.depth))::VARCHAR AS ai_labels
+    FROM lineage l JOIN meta.dataset_versions a ON a.version_id = l.ancestor JOIN meta.runs r ON r.run_id = a.run_id
+    WHERE json_extract(r.metrics, '$.gate') IS NOT NULL GROUP BY l.version_id
+)
+"""
 
 TABLE_VIEWS = {
     "runs": "SELECT * FROM meta.runs",
@@ -29,12 +46,13 @@ TABLE_VIEWS = {
         + " FROM meta.datasets d JOIN meta.dataset_versions v ON v.version_id = d.latest_version"
     ),
     "dataset_versions": (
-        "SELECT v.*, (d.latest_version = v.version_id) AS is_latest FROM meta.dataset_versions v "
-        "JOIN meta.datasets d USING (dataset)"
+        _AI_LABELS + "SELECT v.*, (d.latest_version = v.version_id) AS is_latest, g.ai_labels "
+        "FROM meta.dataset_versions v JOIN meta.datasets d USING (dataset) LEFT JOIN labels g USING (version_id)"
     ),
     "removals": "SELECT * FROM meta.removals",
     "duplicates": "SELECT * FROM meta.duplicates",
     **ARTIFACT_VIEWS,
+    **AUDIT_VIEWS,
 }
 
 

@@ -1,4 +1,7 @@
-"""`judge_dataset`: a real warehouse, the real Beam step and the fake OpenAI server answering as a judge."""
+"""`judge_dataset`: a real warehouse, the real Beam step and the fake OpenAI server answering as a judge.
+
+These judges have no audit, so every run here passes ``no_gate=True`` (the override is recorded); the
+gate itself is tested in tests/flows/test_audit.py."""
 
 import json
 
@@ -34,7 +37,14 @@ def test_judge_publishes_verdicts_and_counts_add_up_with_faults(judge_server, wh
     srv = judge_server(fault_rate=0.2, faults=("http_500", "http_429", "drop", "garbage"))
     parent = make_pairs_dataset(wh, "prefs", 40, tie_every=10)
     rep = judge_dataset(
-        wh, "prefs", srv.url, "fake-judge", concurrency=8, batch_rows=16, engine_options={**FAST, "max_retries": 0}
+        wh,
+        "prefs",
+        srv.url,
+        "fake-judge",
+        concurrency=8,
+        batch_rows=16,
+        engine_options={**FAST, "max_retries": 0},
+        no_gate=True,
     )
     assert rep.commit.status == "committed" and rep.commit.parent_version == parent
     table = wh.read("prefs", "pairwise")
@@ -54,6 +64,10 @@ def test_judge_publishes_verdicts_and_counts_add_up_with_faults(judge_server, wh
     ties = [r for r in table.to_pylist() if r["label"] == "tie" and r["judge_prob_chosen"] is not None]
     assert all(r["judge_agrees"] is None for r in ties)
     assert (wh.root / CACHE_FILE).exists()
+    # the override is on the record: run params and metrics, the version's extra
+    assert json.loads(run["params"])["gate"]["no_gate"] is True and run["metrics"]["gate"]["status"] == "overridden"
+    extra = wh.query(f"SELECT extra FROM dataset_versions WHERE version_id = '{rep.commit.version_id}'")[0][0].as_py()
+    assert json.loads(extra)["gate"]["no_gate"] is True and "no audit" in json.loads(extra)["gate"]["reason"]
 
 
 def test_budget_cap_stops_cleanly_and_a_rerun_resumes_from_the_cache(judge_server, wh):
@@ -70,6 +84,7 @@ def test_budget_cap_stops_cleanly_and_a_rerun_resumes_from_the_cache(judge_serve
         gpu_usd_per_hour=3600,
         batch_rows=8,
         engine_options=FAST,
+        no_gate=True,
     )
     assert first.budget_exhausted and first.commit.status == "committed"
     c1 = first.counts
@@ -91,6 +106,7 @@ def test_budget_cap_stops_cleanly_and_a_rerun_resumes_from_the_cache(judge_serve
         gpu_usd_per_hour=3600,
         batch_rows=8,
         engine_options=FAST,
+        no_gate=True,
     )
     assert not second.budget_exhausted and second.counts.rows_judged == 20
     assert second.parent_version == first.commit.version_id
@@ -100,7 +116,7 @@ def test_budget_cap_stops_cleanly_and_a_rerun_resumes_from_the_cache(judge_serve
     assert sum(srv.counts.received.values()) == 40 and set(srv.counts.received.values()) == {1}  # no request twice
     assert wh.read("prefs", "pairwise").column("judge_prob_chosen").null_count == 0
 
-    third = judge_dataset(wh, "prefs", srv.url, "fake-judge", batch_rows=8, engine_options=FAST)
+    third = judge_dataset(wh, "prefs", srv.url, "fake-judge", batch_rows=8, engine_options=FAST, no_gate=True)
     assert third.commit.status == "no_change" and third.commit.version_id is None  # same verdicts: same content
     assert third.metrics["judge"]["cache_hits"] == 40 and third.metrics["judge"]["requests_sent"] == 0
     srv.wait_idle()
@@ -110,7 +126,7 @@ def test_budget_cap_stops_cleanly_and_a_rerun_resumes_from_the_cache(judge_serve
 def test_limit_judges_a_prefix_and_keeps_the_rest(judge_server, wh):
     srv = judge_server()
     make_pairs_dataset(wh, "prefs", 12)
-    rep = judge_dataset(wh, "prefs", srv.url, "fake-judge", limit=5, engine_options=FAST)
+    rep = judge_dataset(wh, "prefs", srv.url, "fake-judge", limit=5, engine_options=FAST, no_gate=True)
     assert rep.rows_not_attempted == 7 and rep.counts.rows_judged == 5
     assert _steps(wh, rep.run_id)["judge"]["rows_in"] == 5
     table = wh.read("prefs", "pairwise")
@@ -147,7 +163,11 @@ def test_judge_flow_through_prefect(judge_server, wh, tmp_path, monkeypatch):
     srv = judge_server()
     make_pairs_dataset(wh, "prefs", 6)
     out = judge_flow(
-        dataset="prefs", base_url=srv.url, model="fake-judge", warehouse=str(wh.root), options={"engine_options": FAST}
+        dataset="prefs",
+        base_url=srv.url,
+        model="fake-judge",
+        warehouse=str(wh.root),
+        options={"engine_options": FAST, "no_gate": True},
     )
     assert out["status"] == "committed" and out["rows_judged"] == 6 and out["cache_misses"] == 12
     assert _run(wh, out["run_id"])["status"] == "committed"

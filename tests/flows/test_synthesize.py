@@ -1,5 +1,8 @@
 """`synthesize`: each method end to end into a real warehouse — scripted engines for the methods'
-logic (fast, rows guaranteed), the fake OpenAI server for the HTTP path: cache resume, budget, outage."""
+logic (fast, rows guaranteed), the fake OpenAI server for the HTTP path: cache resume, budget, outage.
+
+Their judges have no audit, so the runs pass ``no_gate=True`` (recorded; see ``_check_run``); the gate
+itself is tested in tests/flows/test_audit.py."""
 
 import json
 import math
@@ -46,8 +49,14 @@ def _check_run(wh, rep, method):
     q = wh.query(f"SELECT * FROM quarantine WHERE run_id = '{rep.run_id}'").to_pylist()
     assert len(q) == run["rows_rejected"]
     assert {r["step"] for r in q} <= {method, f"diagnostic:{method}", "validate", "prompts"}
-    metrics = json.loads(run["metrics"])["synthesize"]
+    all_metrics = json.loads(run["metrics"])
+    metrics = all_metrics["synthesize"]
     assert metrics["method"] == method and "usd_per_kept_pair" in metrics
+    gate = all_metrics["gate"]
+    if method == "multifaceted":  # no judge role: nothing to gate
+        assert gate["status"] == "not_applicable" and gate["judge"] is None
+    else:
+        assert json.loads(run["params"])["gate"]["no_gate"] is True and gate["status"] == "overridden"
     return run, q, metrics
 
 
@@ -76,6 +85,7 @@ def test_cyclealign_end_to_end(wh, prompts_file):
         config={"rounds": 2},
         engines={"policy": policy, "judge": judge},
         embed=bag_of_words_embed,
+        no_gate=True,
     )
     assert rep.commit.status == "committed" and rep.prompts == 2 and rep.prompt_rejects == 3
     run, q, metrics = _check_run(wh, rep, "cyclealign")
@@ -102,7 +112,7 @@ def test_scir_end_to_end_with_diagnostics_in_the_quarantine(wh):
         return ["good answer", "meh one", "meh two", "bad answer"]
 
     eng = ScriptedEngine(answer, model="policy")
-    rep = synthesize(wh, "scir", "synth", prompts_from="source", limit=2, engines={"policy": eng})
+    rep = synthesize(wh, "scir", "synth", prompts_from="source", limit=2, engines={"policy": eng}, no_gate=True)
     run, q, metrics = _check_run(wh, rep, "scir")
     assert rep.prompts == 2 and run["records_read"] == 2
     pairs = _shape_rows(wh, "synth", "pairwise")
@@ -150,6 +160,7 @@ def test_isheep_end_to_end_from_a_seed_file(wh, tmp_path):
         limit=2,
         config={"max_batches": 1},
         engines={"policy": ScriptedEngine(answer, model="gen-0")},
+        no_gate=True,
     )
     run, q, metrics = _check_run(wh, rep, "isheep")
     sft, pairs = _shape_rows(wh, "synth", "binary"), _shape_rows(wh, "synth", "pairwise")
@@ -210,7 +221,12 @@ def test_multifaceted_end_to_end(wh, tmp_path):
 
 def test_everything_dropped_is_a_clear_no_change(wh, prompts_file):
     rep = synthesize(
-        wh, "scir", "synth", prompts_file=str(prompts_file), engines={"policy": ScriptedEngine(lambda req, text: None)}
+        wh,
+        "scir",
+        "synth",
+        prompts_file=str(prompts_file),
+        engines={"policy": ScriptedEngine(lambda req, text: None)},
+        no_gate=True,
     )
     assert rep.commit.status == "no_change" and rep.commit.version_id is None and rep.counts.rows_kept == 0
     run, q, _ = _check_run(wh, rep, "scir")
@@ -233,6 +249,7 @@ def test_rows_failing_validation_are_quarantined_and_a_bad_batch_stops_the_commi
             prompts_file=str(prompts_file),
             config={"n_samples": 2},
             engines={"policy": ScriptedEngine(answer)},
+            no_gate=True,
         )
     run = wh.query("SELECT status, run_id FROM runs").to_pylist()[0]
     assert run["status"] == "failed" and "synth" not in wh.datasets().column("dataset").to_pylist()
@@ -279,6 +296,7 @@ def _scir_http(wh, srv, **kw):
         config={"n_samples": 3, "max_tokens": 16},
         engine_options=FAST,
         concurrency=4,
+        no_gate=True,
         **kw,
     )
 
@@ -381,7 +399,7 @@ def test_the_four_prefect_flows(judge_server, wh, prompts_file, tmp_path, monkey
             warehouse=str(wh.root),
             prompts_file=None if method == "isheep" else str(prompts_file),
             limit=2,
-            options={"config": cfg, "engine_options": FAST},
+            options={"config": cfg, "engine_options": FAST, "no_gate": True},
         )
         assert out["rows_read"] == out["rows_kept"] + out["rows_rejected"] + out["rows_duplicate"], out
         assert out["status"] in ("committed", "no_change") and (out["version_id"] is None) == (out["rows_kept"] == 0)

@@ -3,6 +3,8 @@
 The model's weights are random, so these check mechanics only: the jobs run, counts add up, a
 version is published or every drop is reported, and a rerun answers everything from the request
 cache. Kept small (2 prompts, a few tokens) so the whole file takes seconds once the server is up.
+The tiny judge has no audit here, so every run passes ``no_gate=True`` (recorded; the audit and the
+gate against this server are in test_vllm_audit.py).
 """
 
 from __future__ import annotations
@@ -68,8 +70,11 @@ def _counts_add_up(wh: Warehouse, run_id: str) -> dict:
 
 def test_judge_end_to_end_and_rerun_from_cache(vllm_server, wh):
     make_pairs_dataset(wh, "prefs", 4)
-    first = judge_dataset(wh, "prefs", vllm_server.url, vllm_server.model, concurrency=4, engine_options=ENGINE)
+    first = judge_dataset(
+        wh, "prefs", vllm_server.url, vllm_server.model, concurrency=4, engine_options=ENGINE, no_gate=True
+    )
     _counts_add_up(wh, first.run_id)
+    assert first.metrics["gate"]["status"] == "overridden" and first.metrics["gate"]["no_gate"] is True
     c = first.counts
     assert c.rows_in == 4 == c.rows_judged + c.rows_rejected and c.fatal is None
     table = wh.read("prefs", "pairwise")
@@ -79,7 +84,9 @@ def test_judge_end_to_end_and_rerun_from_cache(vllm_server, wh):
             assert 0.0 <= r["judge_prob_chosen"] <= 1.0 and r["judge_model"] == vllm_server.model
     m = first.metrics["judge"]
     assert m["requests_sent"] >= 8 and m["prompt_tokens"] > 0 and m["gpu_seconds"] > 0
-    second = judge_dataset(wh, "prefs", vllm_server.url, vllm_server.model, concurrency=4, engine_options=ENGINE)
+    second = judge_dataset(
+        wh, "prefs", vllm_server.url, vllm_server.model, concurrency=4, engine_options=ENGINE, no_gate=True
+    )
     m2 = second.metrics["judge"]
     assert m2["requests_sent"] == 0 and m2["cache_misses"] == 0 and m2["cache_hits"] == m["cache_misses"]
     assert second.commit.status == "no_change"  # same answers → same verdicts → same content
@@ -95,10 +102,12 @@ def test_synthesize_end_to_end_and_rerun_from_cache(vllm_server, wh, prompts, me
         limit=2,
         concurrency=4,
         engine_options=ENGINE,
+        no_gate=True,
         **kw,
     )
     first = synthesize(wh, method, f"synth-{method}", **args)
     run = _counts_add_up(wh, first.run_id)
+    assert first.metrics["gate"]["status"] == ("not_applicable" if method == "multifaceted" else "overridden")
     e1 = first.metrics["synthesize"]["engine"]
     assert e1["sent"] > 0 and e1["failures"] == 0, e1["errors"]  # sized to fit the model's context
     if first.commit.version_id:

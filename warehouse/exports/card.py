@@ -22,6 +22,50 @@ def _group(lineage: list[pa.Table], columns: list[str]) -> list[list]:
     return [[*k, n] for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], tuple(map(str, kv[0]))))]
 
 
+def _num(x: object) -> str:
+    return f"{x:.3f}" if isinstance(x, (int, float)) and not isinstance(x, bool) else "-"
+
+
+def _ai_labels(version: dict) -> list[str]:
+    """The gate decisions of the version's lineage (``dataset_versions.ai_labels``): which audit let each
+    judge's labels in, or that the gate was overridden and why it would have refused."""
+    raw = version.get("ai_labels")
+    gates = orjson.loads(raw) if isinstance(raw, (str, bytes)) else raw
+    if not gates:
+        return []
+    rows = []
+    for g in gates:
+        judge, audit, th = g.get("judge") or {}, g.get("audit") or {}, g.get("thresholds") or {}
+        rows.append(
+            [
+                g.get("role"),
+                judge.get("key") or "(none)",
+                g.get("status"),
+                audit.get("audit_id") or "-",
+                f"{audit['gold_dataset']}@{str(audit['gold_version'])[:12]}" if audit else "-",
+                _num(audit.get("kappa_majority")),
+                _num(audit.get("swap_consistency")),
+                f"κ ≥ {th.get('min_kappa')}, swap ≥ {th.get('min_swap_consistency')}" if th else "-",
+                g.get("reason") or "",
+            ]
+        )
+    lines = [
+        "",
+        "## AI labels",
+        "",
+        "Preferences in this version's lineage were decided by a model; prefmill's gate let them in on "
+        "the judge's audit against human labels (nearest first):",
+        "",
+    ]
+    lines += _table(
+        ["role", "judge", "gate", "audit", "gold set", "κ vs majority", "swap consistency", "thresholds", "note"],
+        rows,
+    )
+    if any(g.get("status") == "overridden" for g in gates):
+        lines += ["", "**The gate was overridden (`--no-gate`)**: some labels entered without a passing audit."]
+    return lines
+
+
 def render(
     *,
     dataset: str,
@@ -74,6 +118,7 @@ def render(
         lines += ["", "Converted at export time: " + ", ".join(f"{k} {v}" for k, v in sorted(converted.items())) + "."]
     if version.get("policies") and version["policies"] not in ("[]", []):
         lines += ["", f"Policies recorded on the version: `{version['policies']}`."]
+    lines += _ai_labels(version)
     lines += [
         "",
         "## Export parameters",
