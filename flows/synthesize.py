@@ -203,7 +203,12 @@ def synthesize(
         failed = [r for r in res.counts.batch_reports if not r.success]
         if failed:
             raise ValidationFailed(failed)
-        result = run.commit(run_counts(res.steps), step_counts(res.steps), policies=res.note.get("policies", []))
+        result = run.commit(
+            run_counts(res.steps),
+            step_counts(res.steps),
+            policies=res.note.get("policies", []),
+            extra={"gate": decision},
+        )
     n_prompts = res.note.get("prompts", 0)
     return SynthReport(run.run_id, method, dataset, res.counts, result, n_prompts, len(prompt_rejects), metrics)
 

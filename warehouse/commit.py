@@ -100,6 +100,7 @@ def commit_staged(
     counts: RunCounts,
     steps: list[StepCount] | None = None,
     policies: list | None = None,
+    extra: dict | None = None,
 ) -> CommitResult:
     check_name("dataset", dataset)
     counts.check(f"run {run_id}")
@@ -154,6 +155,7 @@ def commit_staged(
             steps=steps + [StepCount(DEDUP_STEP, staged_total, new_rows, 0, n_dups)],
             objects=(parent_objects + new_objects) if new_objects else None,
             policies=sorted(set(policies or [])),
+            extra=dict(extra or {}),
             quarantine=quarantine,
         )
         pub.duplicates = _duplicates_table(dup_parts, parent, pub.version_id)

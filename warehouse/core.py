@@ -73,8 +73,9 @@ class Warehouse:
         counts: RunCounts,
         steps: list[StepCount] | None = None,
         policies: list | None = None,
+        extra: dict | None = None,
     ) -> CommitResult:
-        return commit_staged(self.layout, run_id, dataset, counts, steps, policies)
+        return commit_staged(self.layout, run_id, dataset, counts, steps, policies, extra)
 
     def commit_derived(
         self,

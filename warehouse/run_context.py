@@ -44,9 +44,13 @@ class Run:
         return path
 
     def commit(
-        self, counts: RunCounts, steps: list[StepCount] | None = None, policies: list | None = None
+        self,
+        counts: RunCounts,
+        steps: list[StepCount] | None = None,
+        policies: list | None = None,
+        extra: dict | None = None,
     ) -> CommitResult:
-        return self.wh.commit(self.run_id, self.dataset, counts, steps, policies)
+        return self.wh.commit(self.run_id, self.dataset, counts, steps, policies, extra)
 
     def commit_derived(
         self,

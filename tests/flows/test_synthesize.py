@@ -57,6 +57,9 @@ def _check_run(wh, rep, method):
         assert gate["status"] == "not_applicable" and gate["judge"] is None
     else:
         assert json.loads(run["params"])["gate"]["no_gate"] is True and gate["status"] == "overridden"
+    if rep.commit.version_id:  # the version itself carries the gate decision (lineage)
+        v = wh.query(f"SELECT extra FROM dataset_versions WHERE version_id = '{rep.commit.version_id}'")
+        assert json.loads(v.column("extra")[0].as_py())["gate"]["status"] == gate["status"]
     return run, q, metrics
 
 

@@ -11,6 +11,7 @@ from tests.warehouse.conftest import hh_rows, ingest, kto_rows, listwise_rows, p
 from warehouse.views import QUARANTINE_COLUMNS, SHAPE_VIEWS
 
 PUBLIC = [
+    "judge_audits",
     "pairs",
     "binary_feedback",
     "rankings",
