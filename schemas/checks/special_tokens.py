@@ -71,14 +71,10 @@ class SpecialTokenCheck(Step):
         for name in CONVERSATIONS + CONVERSATION_LISTS:
             if name not in batch.column_names:
                 continue
-            rows, texts = self._contents(batch.column(name), nested=name in CONVERSATION_LISTS)
-            match = pc.fill_null(pc.match_substring_regex(texts, self.pattern), False)
-            found = match.to_numpy(zero_copy_only=False).astype(bool)
-            for r, text in zip(rows[found], texts.filter(pa.array(found)).to_pylist()):
-                hit[r] = True
-                if r not in where:
-                    token = re.search(self.pattern, text)
-                    where[int(r)] = f"{name} contains the literal special token {token.group(0)!r}" if token else name
+            offset = 0
+            for chunk in batch.column(name).chunks:
+                self._scan(chunk, name, offset, hit, where)
+                offset += len(chunk)
         if not hit.any():
             return StepResult(batch)
         bad = batch.filter(pa.array(hit))
@@ -87,14 +83,23 @@ class SpecialTokenCheck(Step):
             batch.filter(pa.array(~hit)), reject_rows(bad, self.name, REASON, detail=details, shape=self.shape)
         )
 
-    @staticmethod
-    def _contents(column: pa.ChunkedArray, nested: bool) -> tuple[np.ndarray, pa.Array]:
-        """(row index per message, message contents) of a conversation column, flattened."""
-        arr = column.combine_chunks()
-        rows = pc.list_parent_indices(arr).to_numpy()
-        msgs = pc.list_flatten(arr)
+    def _scan(self, chunk: pa.Array, name: str, offset: int, hit: np.ndarray, where: dict[int, str]) -> None:
+        """Mark the rows of one column chunk whose messages contain a token. One RE2 pass over the flattened
+        contents; row indices are only worked out when something matched (rare)."""
+        nested = name in CONVERSATION_LISTS
+        msgs = pc.list_flatten(chunk)
         if nested:
-            inner = pc.list_parent_indices(msgs).to_numpy()
-            rows = rows[inner]
             msgs = pc.list_flatten(msgs)
-        return rows, pc.struct_field(msgs, "content")
+        texts = pc.struct_field(msgs, "content")
+        match = pc.fill_null(pc.match_substring_regex(texts, self.pattern), False)
+        if not pc.any(match).as_py():
+            return
+        rows = pc.list_parent_indices(chunk).to_numpy()
+        if nested:
+            rows = rows[pc.list_parent_indices(pc.list_flatten(chunk)).to_numpy()]
+        found = match.to_numpy(zero_copy_only=False).astype(bool)
+        for r, text in zip(rows[found] + offset, texts.filter(match).to_pylist()):
+            hit[r] = True
+            if int(r) not in where:
+                token = re.search(self.pattern, text)
+                where[int(r)] = f"{name} contains the literal special token {token.group(0)!r}" if token else name
