@@ -12,7 +12,7 @@ the cache dir keyed by a hash of (model, texts).
 A fixed 20 % of the pairs is the test split. On the other 80 % (the pool), each arm picks
 `budget` of the pool and fits `curation.reward.BTRewardModel` (C by 5-fold CV, no calibration
 holdout: accuracy does not depend on T); "all" fits on the whole pool. ISA and k-center run on
-e(prompt + chosen) (algorithms.md §5 DEFAULT); random is the baseline in the same run. Reported:
+e(prompt + chosen) (our DEFAULT); random is the baseline in the same run. Reported:
 held-out pairwise accuracy (mean and std over seeds), and each arm's source mix. Extra arms:
 `isa_low` (ISA keeping the *lowest* entropy change: the paper's direction is unconfirmed) and
 `isa_strata` (ISA with source strata). Prints one JSON object as its last line.

