@@ -341,7 +341,7 @@ def _check_rows(
     rejects = []
     for row, j in zip(rows, bad_idx):  # per rejected row only: building its detail text
         hit = [rules[k] for k in np.flatnonzero(failed[:, j])]
-        detail = "; ".join(_explain(r, frame[r.column].iat[j], config) for r in hit)
+        detail = "; ".join(_explain(r, frame[r.column].iat[int(j)], config) for r in hit)
         if hit[0].reason == "missing_field":
             nulls = [f.name for f in schema if not f.nullable and row.get(f.name) is None]
             detail = f"null: {', '.join(nulls)}; " + detail
