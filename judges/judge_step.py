@@ -26,12 +26,13 @@ import pyarrow.compute as pc
 
 from judges import engines as eng
 from judges import primitives
+from judges.engine_step import EngineStep
 from judges.engines import EngineSpec
 from judges.errors import EngineError
 from judges.notes import Notes
 from schemas.records import conversation_text
 from schemas.registry import STEPS
-from schemas.step import Counts, Resources, Step, StepError, StepResult, raw_text, reject_rows
+from schemas.step import Counts, StepResult, raw_text, reject_rows
 
 STEP = "judge"
 ROLE = "judge"
@@ -103,10 +104,11 @@ def judge_rows(engine: Any, table: pa.Table, **verdict_options: Any) -> StepResu
 
 
 @STEPS.register("judge", shapes=("pairwise",), tags=("ai-judged",), extra={"stage": "judge"})
-class JudgeStep(Step):
+class JudgeStep(EngineStep):
     """Position-swapped LLM verdicts per pair; a row without a verdict keeps null verdicts and a reason."""
 
     name = STEP
+    role = ROLE
     needs = ("record_id", "prompt", "chosen", "rejected", "label")
     adds = tuple(VERDICT_COLUMNS)
     shapes = ("pairwise",)
@@ -120,29 +122,13 @@ class JudgeStep(Step):
         notes: str | None = None,
         engine: Any = None,
     ):
-        super().__init__()
-        if (spec is None) == (engine is None):
-            raise StepError("the judge step needs an engine spec or an engine (one of them)")
-        self.spec, self.verdict_options = spec, dict(verdict_options or {})
+        super().__init__(spec, engine)
+        self.verdict_options = dict(verdict_options or {})
         self.notes = Notes(notes) if notes else None
-        self.engine, self._own = engine, engine is None
         self.fatal: str | None = None
-        ep = spec.endpoints[ROLE] if spec is not None else None
-        self.resources = Resources(endpoint=f"{ep.url} {ep.model}" if ep else None)
-
-    def setup(self) -> None:
-        # One engine (HTTP pool + event loop) and one cache connection per worker, never per batch.
-        if self.engine is None and self.spec is not None:
-            self.engine = self.spec.build()[ROLE]
-
-    def teardown(self) -> None:
-        if self._own and self.engine is not None:
-            eng.close_engines({ROLE: self.engine})
-            self.engine = None
 
     def process(self, batch: pa.Table) -> StepResult:
-        if self.engine is None:
-            raise StepError("the judge step was not set up (call setup() first)")
+        self.ready_engine()
         if self.fatal is not None:  # the server is gone: no row of this worker can succeed
             return self._unjudged(batch, self.fatal)
         engines = {ROLE: self.engine}

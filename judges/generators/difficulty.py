@@ -22,12 +22,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from judges import engines as eng
+from judges.engine_step import EngineStep
 from judges.engines import EngineSpec
 from judges.generators import calls
 from judges.generators.common import model_name
 from schemas.registry import STEPS
-from schemas.step import Resources, Step, StepError, StepResult, reject_rows
+from schemas.step import StepResult, reject_rows
 
 STEP = "difficulty"
 ROLE = "reference"
@@ -77,7 +77,7 @@ class DifficultyConfig:
     tags=("difficulty-features",),
     extra={"stage": "judge"},
 )
-class DifficultyStep(Step):
+class DifficultyStep(EngineStep):
     """Pair difficulty under a reference model (log-ratio, flip-loss threshold) as columns.
 
     Annotates: a pair that cannot be scored keeps null columns and is a rejected row with its reason
@@ -85,32 +85,18 @@ class DifficultyStep(Step):
     ``difficulty_logprob_failed``)."""
 
     name = STEP
+    role = ROLE
     needs = ("prompt", "chosen", "rejected")
     adds = tuple(COLUMNS)
     shapes = ("pairwise",)
     annotates = True
 
     def __init__(self, config: DifficultyConfig | None = None, *, spec: EngineSpec | None = None, engine: Any = None):
-        super().__init__()
-        if (spec is None) == (engine is None):
-            raise StepError("the difficulty step needs a reference engine spec or an engine (one of them)")
+        super().__init__(spec, engine)
         self.config = config or DifficultyConfig()
-        self.spec, self.engine, self._own = spec, engine, engine is None
-        ep = spec.endpoints[ROLE] if spec is not None else None
-        self.resources = Resources(endpoint=f"{ep.url} {ep.model}" if ep else None)
-
-    def setup(self) -> None:
-        if self.engine is None and self.spec is not None:
-            self.engine = self.spec.build()[ROLE]
-
-    def teardown(self) -> None:
-        if self._own and self.engine is not None:
-            eng.close_engines({ROLE: self.engine})
-            self.engine = None
 
     def process(self, batch: pa.Table) -> StepResult:
-        if self.engine is None:
-            raise StepError("the difficulty step was not set up (call setup() first)")
+        self.ready_engine()
         cfg, n = self.config, batch.num_rows
         one = pc.and_(
             pc.equal(pc.list_value_length(batch.column("chosen")), 1),
