@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from pipelines.ingest import IngestCounts, run_ingest
 from schemas.readers import DEFAULT_CHUNK_ROWS, DEFAULT_MAX_RECORD_BYTES
-from schemas.validation import BatchReport, ValidationConfig, ValidationFailed, validate_batch
+from schemas.validation import BatchReport, NothingKept, ValidationConfig, ValidationFailed, validate_batch
 from warehouse import CommitResult, Run, Warehouse, run_counts, step_counts
 
 __all__ = ["IngestReport", "ValidationFailed", "check_batches", "commit_ingest", "ingest", "stage_ingest"]
@@ -63,7 +63,14 @@ def stage_ingest(
 
 
 def check_batches(run: Run, counts: IngestCounts, validation: ValidationConfig | None = None) -> list[BatchReport]:
-    """Whole-batch expectations over every staged shape; raises ValidationFailed on failure."""
+    """Whole-batch expectations over every staged shape; raises ValidationFailed on failure, and NothingKept
+    when every row read was rejected (a wrong --format, a typo'd mapping path, a file that is not JSON Lines)."""
+    if counts.rows_read and not counts.rows_kept:
+        top = ", ".join(f"{reason} {n}" for reason, n in counts.reasons.most_common(3))
+        raise NothingKept(
+            f"all {counts.rows_read:,} rows read were rejected ({top}); nothing was published — "
+            f"see `prefmill report {run.run_id}` for the quarantine"
+        )
     config = replace(validation or ValidationConfig(), unique_record_ids=False)
     reports = []
     for shape in sorted(counts.shapes):

@@ -55,6 +55,12 @@ class BatchReport:
         return self.text
 
 
+class NothingKept(PrefmillError):
+    """Every row a run read was rejected: it publishes nothing and says so (never a quiet ``no_change``)."""
+
+    exit_code = 1
+
+
 class ValidationFailed(PrefmillError):
     """A whole-batch expectation failed: nothing was published."""
 

@@ -34,3 +34,19 @@ def test_default_ingest_quarantines_the_row_with_a_literal_eos(tmp_path, data_di
 def test_an_unknown_check_is_one_clear_error(tmp_path, data_dir):
     with pytest.raises(UnknownName, match="unknown ingest check 'nope'; known: special_tokens"):
         ingest(Warehouse(tmp_path / "wh"), [str(data_dir / KTO)], "sharegpt", "kto", checks=["nope"])
+
+
+def test_a_run_that_rejects_every_row_fails_with_one_line_and_keeps_its_quarantine(tmp_path, data_dir):
+    from schemas.validation import NothingKept
+
+    wh = Warehouse(tmp_path / "wh")
+    # The wrong format for the file: every record is rejected by the adapter.
+    with pytest.raises(NothingKept, match=r"all 300 rows read were rejected \(.*\); nothing was published") as err:
+        ingest(wh, [str(data_dir / KTO)], "hh-rlhf", "kto")
+    assert err.value.exit_code == 1 and "\n" not in str(err.value)
+    run = wh.query("SELECT run_id, status, error FROM runs").to_pylist()[0]
+    assert run["status"] == "failed" and "NothingKept" in run["error"]
+    assert (
+        wh.query(f"SELECT count(*) AS n FROM quarantine WHERE run_id = '{run['run_id']}'").column("n")[0].as_py() == 300
+    )
+    assert wh.query("SELECT count(*) AS n FROM datasets").column("n")[0].as_py() == 0
