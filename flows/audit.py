@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 from curation import agreement
 from curation.agreement import GoldSetError
 from judges.engines import Endpoint, EngineSpec, check_price
-from judges.errors import EngineUnreachable, JudgeError
+from judges.errors import JudgeError
 from judges.judge_step import ROLE, drop_verdicts
 from judges.templates import PAIRWISE, Template
 from pipelines.judge import run_judge
@@ -281,12 +281,7 @@ def audit_judge(
             batch_rows=batch_rows,
             beam_args=beam_args,
         )
-        if res.fatal is not None:
-            raise EngineUnreachable(
-                f"the audit stopped, nothing was stored: {type(res.fatal).__name__}: {res.fatal}"
-            ) from res.fatal
-        assert res.table is not None
-        judged = res.table
+        judged = res.judged("the audit stopped, nothing was stored")
         gold = agreement.gold_from_table(judged, model, name)
         gold.excluded = excluded
         metrics = agreement.report(

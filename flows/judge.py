@@ -28,11 +28,9 @@ from flows.audit import (
     template_of,
 )
 from judges.engines import Endpoint, EngineSpec, check_price
-from judges.errors import EngineUnreachable, JudgeError
+from judges.errors import JudgeError
 from judges.judge_step import ROLE, VERDICT_COLUMNS, JudgeCounts, drop_verdicts
-from pipelines.executor import write_parquet
 from pipelines.judge import run_judge
-from schemas.step import as_quarantine
 from warehouse import CommitResult, Warehouse, run_counts, step_counts
 
 CACHE_FILE = "judge_cache.sqlite"  # under the warehouse root: shared by every judge and synthesize run
@@ -130,18 +128,13 @@ def judge_dataset(
             batch_rows=batch_rows,
             beam_args=beam_args,
         )
-        if res.fatal is not None:
-            raise EngineUnreachable(
-                f"judging stopped, nothing was published: {type(res.fatal).__name__}: {res.fatal}"
-            ) from res.fatal
-        assert res.table is not None
-        if res.rejected.num_rows:
-            write_parquet(as_quarantine(res.rejected), run.staging / "quarantine" / "judge.parquet")
+        judged = res.judged("judging stopped, nothing was published")
+        run.quarantine(res.rejected, "judge")
         metrics = {**res.counts.metrics(spec, table.num_rows - res.rows_not_attempted), "gate": decision}
         run.metrics(metrics)
         result = run.commit_derived(
             parent,
-            {"pairwise": res.table},
+            {"pairwise": judged},
             None,
             run_counts([res.read, *res.steps]),
             step_counts(res.steps),

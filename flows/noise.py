@@ -35,13 +35,11 @@ from curation.noise_step import STEP
 from curation.reward import BTRewardModel
 from flows.judge import cache_path
 from judges.engines import Endpoint, EngineSpec
-from judges.errors import EngineUnreachable
 from judges.judge_step import drop_verdicts
 from pipelines.curate import run_reward_score
-from pipelines.executor import write_parquet
 from pipelines.judge import run_judge
 from pipelines.noise import run_noise_flags
-from schemas.step import Counts, as_quarantine
+from schemas.step import Counts
 from warehouse import CommitResult, Run, Warehouse, run_counts, step_counts
 
 REWARD_KIND = "bt_reward"  # the stored model kind a reward-model voter must be
@@ -132,19 +130,16 @@ def _judge_vote(
         batch_rows=batch_rows,
         beam_args=beam_args,
     )
-    if res.fatal is not None:
-        raise EngineUnreachable(
-            f"judge {name} stopped, nothing was published: {type(res.fatal).__name__}: {res.fatal}"
-        ) from res.fatal
-    assert res.table is not None
-    _aligned(res.table, base, name)
-    if res.rejected.num_rows:
-        rej = res.rejected
-        rej = rej.set_column(rej.schema.get_field_index("step"), "step", pa.array([name] * rej.num_rows))
-        write_parquet(as_quarantine(rej), run.staging / "quarantine" / f"judge-{i}.parquet")
+    judged = res.judged(f"judge {name} stopped, nothing was published")
+    _aligned(judged, base, name)
+    rej = res.rejected
+    run.quarantine(
+        rej.set_column(rej.schema.get_field_index("step"), "step", pa.array([name] * rej.num_rows, pa.string())),
+        f"judge-{i}",
+    )
     counts = [replace(c, step=name) for c in res.steps]
     return (
-        _as_probs(res.table, "judge_prob_chosen"),
+        _as_probs(judged, "judge_prob_chosen"),
         counts,
         {"voter": name, **res.counts.metrics(spec, base.num_rows)["judge"]},
     )

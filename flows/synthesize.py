@@ -54,9 +54,8 @@ from judges.generators.prompts import read_prompts_file, source_label
 from judges.generators.registry import check_sources, endpoints, settings
 from judges.generators.source import GeneratorSource, SynthCounts
 from judges.templates import PAIRWISE
-from pipelines.executor import write_parquet
 from pipelines.synthesize import dataset_prompts, default_embedder, run_synthesis
-from schemas.step import Reject, as_quarantine
+from schemas.step import Reject
 from warehouse import CommitResult, Warehouse, run_counts, step_counts
 
 METHODS = tuple(GENERATORS.names())
@@ -198,8 +197,7 @@ def synthesize(
         run.metrics(metrics)
         if res.fatal is not None:
             raise res.fatal
-        if res.rejected.num_rows:  # written first: a failed batch check still explains itself
-            write_parquet(as_quarantine(res.rejected), run.staging / "quarantine" / f"{method}.parquet")
+        run.quarantine(res.rejected, method)  # staged first: a failed batch check still explains itself
         failed = [r for r in res.counts.batch_reports if not r.success]
         if failed:
             raise ValidationFailed(failed)

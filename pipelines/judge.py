@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from judges.engines import EngineSpec
+from judges.errors import EngineUnreachable
 from judges.judge_step import STEP, VERDICT_COLUMNS, JudgeCounts, JudgeStep, with_null_verdicts
 from judges.notes import Notes
 from pipelines.executor import Executor
@@ -33,6 +34,13 @@ class JudgeRun:
     read: Counts  # the input rows: all kept (the step annotates; rows beyond the limit pass untouched)
     fatal: BaseException | None = None  # the error that stopped the step (nothing may be published)
     rows_not_attempted: int = 0
+
+    def judged(self, what: str) -> pa.Table:
+        """The judged table, or ``EngineUnreachable`` naming ``what`` stopped (the server went away)."""
+        if self.fatal is not None:
+            raise EngineUnreachable(f"{what}: {type(self.fatal).__name__}: {self.fatal}") from self.fatal
+        assert self.table is not None
+        return self.table
 
 
 def run_judge(

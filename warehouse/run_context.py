@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
+from schemas.step import as_quarantine
 from warehouse.counts import CommitResult, RunCounts, StepCount
 
 if TYPE_CHECKING:
@@ -62,6 +64,16 @@ class Run:
         extra: dict | None = None,
     ) -> CommitResult:
         return self.wh.commit_derived(self.run_id, self.dataset, parent_version, tables, removals, counts, steps, extra)
+
+    def quarantine(self, rejected: pa.Table, name: str) -> None:
+        """Stage a step's rejected rows (``REJECTED`` shape) as the quarantine shard ``name``; the commit (or a
+        failed run) registers every staged shard. Nothing is written when there is nothing to say."""
+        if rejected.num_rows:
+            path = self.staging / "quarantine" / f"{name}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")  # never picked up half-written
+            pq.write_table(as_quarantine(rejected), tmp, compression="zstd")
+            tmp.replace(path)
 
     def metrics(self, metrics: dict[str, Any]) -> None:
         self.wh.set_run_metrics(self.run_id, metrics)
