@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "examples" / "data"
 GOLDEN = Path(__file__).with_name("demo_rows.json")
 
+# A frozen copy of the demo's sources (prefmill/demo.py): the fingerprints must not move when the demo does.
 SOURCES = [
     ("hh_rlhf_harmless_base/test.jsonl.gz", "hh-rlhf"),
     ("llamafactory_dpo_en_demo/dpo_en_demo.json", "sharegpt"),
